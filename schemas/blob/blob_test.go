@@ -1,0 +1,112 @@
+package blob
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"log"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stirpipe/stirpipe/schemas/blob/blobtest"
+)
+
+func TestMain(m *testing.M) {
+	emu, err := blobtest.Start("bucket")
+	if err != nil {
+		log.Fatal(err)
+	}
+	code := m.Run()
+	emu.Stop()
+	os.Exit(code)
+}
+
+func TestRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	for _, base := range []string{t.TempDir(), "gs://bucket/run"} {
+		t.Run(base, func(t *testing.T) {
+			uri := Join(base, "a", "b.bin")
+			want := []byte("hello, catalog")
+			if err := WriteFile(ctx, uri, want); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadFile(ctx, uri)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("ReadFile = %q, %v; want %q", got, err, want)
+			}
+			if n, err := Size(ctx, uri); err != nil || n != int64(len(want)) {
+				t.Fatalf("Size = %d, %v", n, err)
+			}
+			files, err := List(ctx, Join(base, "a"))
+			if err != nil || len(files) != 1 || files[0] != uri {
+				t.Fatalf("List = %v, %v; want [%s]", files, err, uri)
+			}
+			if err := Remove(ctx, uri); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ReadFile(ctx, uri); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("after Remove: err = %v, want not-exist", err)
+			}
+			if err := Remove(ctx, uri); err != nil {
+				t.Fatalf("Remove of a missing file: %v", err)
+			}
+		})
+	}
+}
+
+func TestAbortLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	for _, base := range []string{t.TempDir(), "gs://bucket/abort"} {
+		t.Run(base, func(t *testing.T) {
+			uri := Join(base, "out.parquet")
+			w, err := Create(ctx, uri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write([]byte("half a file")); err != nil {
+				t.Fatal(err)
+			}
+			w.Abort()
+			files, err := List(ctx, base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(files) != 0 {
+				t.Fatalf("aborted write left %v", files)
+			}
+			if err := w.Commit(); err == nil {
+				t.Fatal("Commit after Abort succeeded")
+			}
+		})
+	}
+}
+
+func TestUncommittedLocalWriteIsHidden(t *testing.T) {
+	dir := t.TempDir()
+	uri := filepath.Join(dir, "x.json")
+	w, err := Create(context.Background(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if _, err := w.Write([]byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(uri); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("file visible before Commit: %v", err)
+	}
+}
+
+func TestJoin(t *testing.T) {
+	for _, c := range []struct{ base, want string }{
+		{"gs://b/p/", "gs://b/p/x/y"},
+		{"gs://b", "gs://b/x/y"},
+		{"/tmp/o", "/tmp/o/x/y"},
+	} {
+		if got := Join(c.base, "x", "y"); got != c.want {
+			t.Errorf("Join(%q) = %q, want %q", c.base, got, c.want)
+		}
+	}
+}
