@@ -6,6 +6,8 @@
 // never escape it.
 package catalog
 
+import "image"
+
 // Row is one validated catalog row: one image (or one box of an image) of one product.
 // It is the element type that enters the pipeline; field names are stable because Beam
 // encodes them.
@@ -35,3 +37,15 @@ type Row struct {
 	HasBox         bool
 	X1, Y1, X2, Y2 int64
 }
+
+// Box returns the row's crop rectangle (left, top, right, bottom; right and bottom
+// exclusive) and true, or the zero rectangle and false when the row has no box.
+func (r Row) Box() (image.Rectangle, bool) {
+	if !r.HasBox {
+		return image.Rectangle{}, false
+	}
+	return image.Rect(int(r.X1), int(r.Y1), int(r.X2), int(r.Y2)), true
+}
+
+// IsValidation reports whether the row belongs to the validation split.
+func (r Row) IsValidation() bool { return r.Split == SplitValidation }

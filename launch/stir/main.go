@@ -1,0 +1,110 @@
+// Command stir runs the image-retrieval pipeline's jobs.
+//
+//	stir embed --catalog CATALOG --output DIR [--model MODEL] [runner flags]
+//	stir synth --out DIR [--products N]
+//
+// Jobs run on the embedded prism runner by default; --runner=direct, or --runner=universal
+// with --endpoint (Flink, Spark job servers), or --runner=dataflow with its flags run the
+// same pipeline elsewhere. The binary is also the Beam worker: started with --worker by a
+// runner, it serves work instead of launching a job.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+)
+
+// command is one job of the program.
+type command struct {
+	name, summary string
+	flags         func(fs *flag.FlagSet) func(ctx context.Context) error
+}
+
+var commands = []command{
+	{"embed", "embed every image of a catalog with an ONNX model (catalog → embeddings, rejects)", embedFlags},
+	{"synth", "generate a synthetic product catalog (images + OML CSV) for demos, tests and benchmarks", synthFlags},
+}
+
+func main() {
+	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") {
+		// Started by a runner as a worker (--worker), or asked for help.
+		if len(os.Args) >= 2 && !isHelp(os.Args[1]) {
+			flag.Parse()
+			beam.Init()
+		}
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	name := os.Args[1]
+	if isHelp(name) {
+		usage(os.Stdout)
+		return
+	}
+	var cmd *command
+	for i := range commands {
+		if commands[i].name == name {
+			cmd = &commands[i]
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(os.Stderr, "stir: unknown command %q\n\n", name)
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	run := cmd.flags(flag.CommandLine)
+	flag.CommandLine.Usage = func() { commandUsage(cmd) }
+	os.Args = append(os.Args[:1], os.Args[2:]...)
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "stir %s: unexpected arguments %q (every input is a --flag)\n", name, flag.Args())
+		os.Exit(2)
+	}
+	beam.Init()
+	if err := run(context.Background()); err != nil {
+		fmt.Fprintf(os.Stderr, "stir %s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+func isHelp(s string) bool { return s == "help" || s == "-h" || s == "-help" || s == "--help" }
+
+func usage(w *os.File) {
+	fmt.Fprintln(w, "stir: offline image retrieval with STIR reranking, as Apache Beam jobs.")
+	fmt.Fprintln(w, "\nUsage: stir COMMAND [flags]    (stir COMMAND --help lists a command's flags)")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+}
+
+// runnerFlags are the Beam flags a user of a job needs most; Beam defines them.
+var runnerFlags = []string{"runner", "endpoint", "environment_type", "environment_config", "job_name",
+	"project", "region", "temp_location", "staging_location", "worker_machine_type", "num_workers", "max_num_workers"}
+
+func commandUsage(c *command) {
+	w := flag.CommandLine.Output()
+	fmt.Fprintf(w, "stir %s: %s\n\nUsage: stir %s [flags]\n\nFlags:\n", c.name, c.summary, c.name)
+	own := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	c.flags(own)
+	own.SetOutput(w)
+	own.PrintDefaults()
+	if c.name == "synth" {
+		return
+	}
+	fmt.Fprintln(w, "\nRunner flags (Apache Beam; defaults run locally on the embedded prism runner):")
+	for _, name := range runnerFlags {
+		if f := flag.CommandLine.Lookup(name); f != nil {
+			def := f.DefValue
+			if name == "runner" && def == "" {
+				def = "prism"
+			}
+			fmt.Fprintf(w, "  --%s (default %q)\n    \t%s\n", name, def, f.Usage)
+		}
+	}
+	fmt.Fprintln(w, "  (every other Beam pipeline option is accepted too)")
+}

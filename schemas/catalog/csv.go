@@ -1,0 +1,99 @@
+package catalog
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// Parse reads and validates a catalog in CSV form (comma-separated, RFC 4180 quoting, an
+// optional UTF-8 byte order mark, header on line 1). name is used in messages and as
+// Catalog.URI. It returns a *ValidationError listing every problem, or another error when r
+// fails. Dataset-root checks are Load's job: Parse checks paths only lexically (CleanPath).
+func Parse(name string, r io.Reader) (*Catalog, error) {
+	h := sha256.New()
+	br := bufio.NewReader(io.TeeReader(r, h))
+	if b, err := br.Peek(len(utf8BOM)); err == nil && bytes.Equal(b, utf8BOM) {
+		br.Discard(len(utf8BOM))
+	}
+	cr := csv.NewReader(br)
+	cr.FieldsPerRecord = -1 // counted below, so that a bad row does not stop the scan
+	cr.ReuseRecord = true
+
+	ps := &problems{file: name, unit: "line"}
+	res, err := parseCSV(cr, ps)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", name, err)
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil { // hash every byte, even after a bad header
+		return nil, fmt.Errorf("catalog %s: %w", name, err)
+	}
+	if err := ps.result(); err != nil {
+		return nil, err
+	}
+	return newCatalog(name, FormatCSV, res.rows, res.hasIDs, "sha256:"+hex.EncodeToString(h.Sum(nil))), nil
+}
+
+// parseCSV validates every record; it returns an error only when reading fails.
+func parseCSV(cr *csv.Reader, ps *problems) (parsed, error) {
+	header, err := cr.Read()
+	var pe *csv.ParseError
+	switch {
+	case err == io.EOF:
+		ps.add(0, "", fmt.Errorf("%w: empty file, want a header line with label,path,split,...", ErrNoRows))
+		return parsed{}, nil
+	case errors.As(err, &pe):
+		ps.add(int64(pe.StartLine), "", fmt.Errorf("%w: header: %w", ErrSyntax, pe.Err))
+		return parsed{}, nil
+	case err != nil:
+		return parsed{}, err
+	}
+	names := make([]string, len(header))
+	for i, s := range header {
+		names[i] = strings.TrimSpace(s)
+	}
+	l, ok := resolveHeader(names, ps)
+	if !ok {
+		return parsed{}, nil
+	}
+	b := newBuilder(ps, l)
+	var nrows int64
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if errors.As(err, &pe) {
+			// The reader has consumed the bad record; carry on with the next one.
+			ps.add(int64(pe.StartLine), "", fmt.Errorf("%w: %w", ErrSyntax, pe.Err))
+			nrows++
+			continue
+		}
+		if err != nil {
+			return parsed{}, err
+		}
+		nrows++
+		line, _ := cr.FieldPos(0)
+		if len(rec) != len(names) {
+			ps.add(int64(line), "", fmt.Errorf("%w: %d fields, the header has %d", ErrSyntax, len(rec), len(names)))
+			continue
+		}
+		b.add(int64(line), func(c int) (string, int64) {
+			pos := l[c]
+			if pos < 0 {
+				return "", int64(line)
+			}
+			fl, _ := cr.FieldPos(pos)
+			return rec[pos], int64(fl)
+		})
+	}
+	return b.finish(nrows), nil
+}

@@ -1,0 +1,233 @@
+package embeddings
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/catalog"
+	"github.com/stirpipe/stirpipe/schemas/internal/pqfile"
+)
+
+// Reader reads a complete embeddings output, shard by shard.
+type Reader struct {
+	dir string
+	m   Manifest
+}
+
+// Open reads dir's manifest and checks every shard it lists: the file exists with the
+// listed size and, for local files, its row count, schema and provenance agree with the
+// manifest. gs:// shards are checked the same way when they are read.
+func Open(ctx context.Context, dir string) (*Reader, error) {
+	m, err := ReadManifest(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{dir: dir, m: m}
+	var errs []error
+	for _, s := range m.Shards {
+		uri := blob.Join(dir, s.File)
+		if blob.IsGCS(uri) {
+			size, err := blob.Size(ctx, uri)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("shard listed in %s: %w", ManifestFile, err))
+			} else if size != s.Bytes {
+				errs = append(errs, fmt.Errorf("%s: %d bytes, manifest says %d (file changed after the manifest was written?)", uri, size, s.Bytes))
+			}
+			continue
+		}
+		f, err := pqfile.Open(ctx, uri)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("shard listed in %s: %w", ManifestFile, err))
+			continue
+		}
+		_, err = r.checkShard(f, s)
+		f.Close()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("embeddings %s: %w", dir, err)
+	}
+	return r, nil
+}
+
+// Manifest returns the output's manifest.
+func (r *Reader) Manifest() Manifest { return r.m }
+
+// Provenance returns the provenance shared by every shard.
+func (r *Reader) Provenance() Provenance { return r.m.Provenance }
+
+// checkShard compares an open shard with its manifest entry and returns its schema.
+func (r *Reader) checkShard(f *pqfile.File, s ShardInfo) (*arrow.Schema, error) {
+	var errs []error
+	if f.Size != s.Bytes {
+		errs = append(errs, fmt.Errorf("%d bytes, manifest says %d", f.Size, s.Bytes))
+	}
+	if f.NumRows() != s.Rows {
+		errs = append(errs, fmt.Errorf("%d rows, manifest says %d", f.NumRows(), s.Rows))
+	}
+	kv := f.KeyValue()
+	if _, err := provenanceFromKV(kv); err != nil {
+		errs = append(errs, err)
+	}
+	keys, want := r.m.Provenance.keyValues()
+	for i, k := range keys {
+		if got, ok := kv[k]; ok && got != want[i] {
+			errs = append(errs, fmt.Errorf("metadata %s is %q, manifest says %q", k, got, want[i]))
+		}
+	}
+	schema, err := f.Schema()
+	if err != nil {
+		errs = append(errs, err)
+	} else if err := pqfile.CheckFields(f.URI, schema, Schema(r.m.Dim, r.m.Provenance)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("shard %s does not match %s: %w", f.URI, ManifestFile, err)
+	}
+	return schema, nil
+}
+
+// Each calls fn with every record, shard by shard in name order and by item id within a
+// shard. Memory is bounded by one row group of a shard (all of one shard for gs://). Each
+// record owns its embedding slice. An error from fn stops the iteration and is returned.
+func (r *Reader) Each(ctx context.Context, fn func(Record) error) error {
+	for _, s := range r.m.Shards {
+		if err := r.eachInShard(ctx, s, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadAll returns every record, in the order of Each.
+func (r *Reader) ReadAll(ctx context.Context) ([]Record, error) {
+	out := make([]Record, 0, r.m.Rows)
+	err := r.Each(ctx, func(rec Record) error {
+		out = append(out, rec)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (r *Reader) eachInShard(ctx context.Context, s ShardInfo, fn func(Record) error) error {
+	uri := blob.Join(r.dir, s.File)
+	f, err := pqfile.Open(ctx, uri)
+	if err != nil {
+		return fmt.Errorf("embeddings %s: %w", r.dir, err)
+	}
+	defer f.Close()
+	if _, err := r.checkShard(f, s); err != nil {
+		return fmt.Errorf("embeddings %s: %w", r.dir, err)
+	}
+	var n int64
+	err = f.Each(ctx, func(rec arrow.RecordBatch) error {
+		cols, err := bindColumns(rec, uri)
+		if err != nil {
+			return err
+		}
+		for i := range int(rec.NumRows()) {
+			if err := fn(cols.record(i)); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n != s.Rows {
+		return fmt.Errorf("%s: read %d rows, manifest says %d", uri, n, s.Rows)
+	}
+	return nil
+}
+
+// columns are the typed columns of one record batch.
+type columns struct {
+	id, path, split, category, sequence *array.String
+	label, x1, y1, x2, y2, line         *array.Int64
+	isQuery, isGallery                  *array.Boolean
+	emb                                 *array.FixedSizeList
+	values                              []float32
+}
+
+func bindColumns(rec arrow.RecordBatch, uri string) (*columns, error) {
+	c := &columns{}
+	var errs []error
+	str := func(dst **array.String, name string) {
+		a, err := pqfile.Column[*array.String](rec, uri, name)
+		*dst = a
+		errs = append(errs, err)
+	}
+	i64 := func(dst **array.Int64, name string) {
+		a, err := pqfile.Column[*array.Int64](rec, uri, name)
+		*dst = a
+		errs = append(errs, err)
+	}
+	boolean := func(dst **array.Boolean, name string) {
+		a, err := pqfile.Column[*array.Boolean](rec, uri, name)
+		*dst = a
+		errs = append(errs, err)
+	}
+	str(&c.id, colItemID)
+	str(&c.path, colPath)
+	str(&c.split, colSplit)
+	str(&c.category, colCategory)
+	str(&c.sequence, colSequence)
+	i64(&c.label, colLabel)
+	i64(&c.x1, colX1)
+	i64(&c.y1, colY1)
+	i64(&c.x2, colX2)
+	i64(&c.y2, colY2)
+	i64(&c.line, colLine)
+	boolean(&c.isQuery, colIsQuery)
+	boolean(&c.isGallery, colIsGallery)
+	emb, err := pqfile.Column[*array.FixedSizeList](rec, uri, colEmbedding)
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	vals, ok := emb.ListValues().(*array.Float32)
+	if !ok {
+		return nil, fmt.Errorf("%s: embedding values are %s, want float", uri, emb.ListValues().DataType())
+	}
+	c.emb, c.values = emb, vals.Float32Values()
+	return c, nil
+}
+
+// record converts row i; strings are copied so that records outlive the batch.
+func (c *columns) record(i int) Record {
+	row := catalog.Row{
+		ID:        strings.Clone(c.id.Value(i)),
+		Line:      c.line.Value(i),
+		Label:     c.label.Value(i),
+		Path:      strings.Clone(c.path.Value(i)),
+		Split:     strings.Clone(c.split.Value(i)),
+		IsQuery:   c.isQuery.Value(i),
+		IsGallery: c.isGallery.Value(i),
+	}
+	if c.category.IsValid(i) {
+		row.Category = strings.Clone(c.category.Value(i))
+	}
+	if c.sequence.IsValid(i) {
+		row.Sequence = strings.Clone(c.sequence.Value(i))
+	}
+	if c.x1.IsValid(i) {
+		row.HasBox = true
+		row.X1, row.Y1, row.X2, row.Y2 = c.x1.Value(i), c.y1.Value(i), c.x2.Value(i), c.y2.Value(i)
+	}
+	start, end := c.emb.ValueOffsets(i)
+	return Record{Row: row, Embedding: slices.Clone(c.values[start:end])}
+}

@@ -1,0 +1,144 @@
+// Package pqfile is the Parquet plumbing shared by the stage files of package schemas
+// (embeddings, rejects): it sorts records into a deterministic order, builds Arrow record
+// batches one row group at a time, writes them to one Parquet file published atomically
+// through package blob, and opens such files again, locally or on gs://, for streaming reads.
+//
+// The same records and schema always give the same bytes: the order is fixed by the caller's
+// comparison, and nothing time- or host-dependent is written.
+package pqfile
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"path"
+	"slices"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/stirpipe/stirpipe/schemas/blob"
+)
+
+// Info describes one published Parquet file; it is what a manifest lists per shard.
+type Info struct {
+	// File is the base name of the file, e.g. part-00003-of-00016.parquet.
+	File string `json:"file"`
+	// Rows is the number of records in the file.
+	Rows int64 `json:"rows"`
+	// Bytes is the size of the file.
+	Bytes int64 `json:"bytes"`
+	// SHA256 is the hex SHA-256 of the file's bytes.
+	SHA256 string `json:"sha256"`
+}
+
+// Spec says how to write records of type T.
+type Spec[T any] struct {
+	// Schema is the Arrow schema of every file, including its key-value metadata (which
+	// becomes the Parquet file's key-value metadata).
+	Schema *arrow.Schema
+	// Compare orders the records; it should be a total order on distinct records so that the
+	// output does not depend on the input order.
+	Compare func(a, b *T) int
+	// Append appends one record as one row to b, whose fields follow Schema.
+	Append func(b *array.RecordBuilder, r *T)
+	// RowGroupRows is the number of rows per row group (and per Arrow batch in memory).
+	RowGroupRows int
+	// Props are extra Parquet writer properties, e.g. per-column encodings.
+	Props []parquet.WriterProperty
+}
+
+// Write sorts recs (without changing the caller's slice) and writes them as one
+// zstd-compressed Parquet file at uri, a local path or gs:// URI. The file appears under
+// its final name only when complete: on any error nothing is published.
+func Write[T any](ctx context.Context, uri string, recs []T, spec Spec[T]) (Info, error) {
+	info := Info{File: path.Base(uri), Rows: int64(len(recs))}
+	if spec.RowGroupRows < 1 {
+		return info, fmt.Errorf("write %s: row group size must be ≥ 1, got %d", uri, spec.RowGroupRows)
+	}
+	order := make([]*T, len(recs))
+	for i := range recs {
+		order[i] = &recs[i]
+	}
+	slices.SortStableFunc(order, spec.Compare)
+
+	bw, err := blob.Create(ctx, uri)
+	if err != nil {
+		return info, err
+	}
+	published := false
+	defer func() {
+		if !published {
+			bw.Abort()
+		}
+	}()
+	// parquet → hash and count → buffer → blob; the wrapper hides any Close method so the
+	// Parquet writer cannot close the blob writer behind our back.
+	buf := bufio.NewWriterSize(bw, 1<<20)
+	sink := &digestWriter{w: buf, h: sha256.New()}
+
+	props := append([]parquet.WriterProperty{
+		parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithMaxRowGroupLength(int64(spec.RowGroupRows)),
+		parquet.WithDictionaryDefault(true),
+	}, spec.Props...)
+	fw, err := pqarrow.NewFileWriter(spec.Schema, sink, parquet.NewWriterProperties(props...),
+		pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	if err != nil {
+		return info, fmt.Errorf("write %s: %w", uri, err)
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, spec.Schema)
+	defer b.Release()
+	for start := 0; start < len(order); start += spec.RowGroupRows {
+		if err := ctx.Err(); err != nil {
+			fw.Close()
+			return info, fmt.Errorf("write %s: %w", uri, err)
+		}
+		end := min(start+spec.RowGroupRows, len(order))
+		for _, r := range order[start:end] {
+			spec.Append(b, r)
+		}
+		rec := b.NewRecordBatch()
+		err := fw.Write(rec)
+		rec.Release()
+		if err != nil {
+			fw.Close()
+			return info, fmt.Errorf("write %s: row group at row %d: %w", uri, start, err)
+		}
+	}
+	if err := fw.Close(); err != nil {
+		return info, fmt.Errorf("write %s: %w", uri, err)
+	}
+	if err := buf.Flush(); err != nil {
+		return info, fmt.Errorf("write %s: %w", uri, err)
+	}
+	if err := bw.Commit(); err != nil {
+		return info, err
+	}
+	published = true
+	info.Bytes = sink.n
+	info.SHA256 = hex.EncodeToString(sink.h.Sum(nil))
+	return info, nil
+}
+
+// digestWriter counts and hashes what passes through it.
+type digestWriter struct {
+	w io.Writer
+	h hash.Hash
+	n int64
+}
+
+func (d *digestWriter) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	d.h.Write(p[:n])
+	d.n += int64(n)
+	return n, err
+}

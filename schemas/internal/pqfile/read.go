@@ -1,0 +1,168 @@
+package pqfile
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/stirpipe/stirpipe/schemas/blob"
+)
+
+// batchRows is the number of rows per Arrow batch when reading.
+const batchRows = 4096
+
+// File is an open Parquet file. A local file is read in place; a gs:// object is read into
+// memory once (a shard is a bounded fraction of the output).
+type File struct {
+	// URI is the path or gs:// URI the file was opened from.
+	URI string
+	// Size is the size of the file in bytes.
+	Size int64
+
+	pf *file.Reader
+	fr *pqarrow.FileReader
+}
+
+// Open opens the Parquet file at uri and reads its footer.
+func Open(ctx context.Context, uri string) (*File, error) {
+	var src parquet.ReaderAtSeeker
+	var size int64
+	if blob.IsGCS(uri) {
+		data, err := blob.ReadFile(ctx, uri)
+		if err != nil {
+			return nil, err
+		}
+		src, size = bytes.NewReader(data), int64(len(data))
+	} else {
+		f, err := os.Open(uri)
+		if err != nil {
+			return nil, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		src, size = f, st.Size()
+	}
+	pf, err := file.NewParquetReader(src)
+	if err != nil {
+		if c, ok := src.(io.Closer); ok {
+			c.Close()
+		}
+		return nil, fmt.Errorf("%s: not a readable Parquet file: %w", uri, err)
+	}
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: batchRows}, memory.DefaultAllocator)
+	if err != nil {
+		pf.Close()
+		return nil, fmt.Errorf("%s: %w", uri, err)
+	}
+	return &File{URI: uri, Size: size, pf: pf, fr: fr}, nil
+}
+
+// Close releases the file.
+func (f *File) Close() error { return f.pf.Close() }
+
+// NumRows returns the number of rows in the file.
+func (f *File) NumRows() int64 { return f.pf.NumRows() }
+
+// KeyValue returns the file's key-value metadata.
+func (f *File) KeyValue() map[string]string {
+	kv := f.pf.MetaData().KeyValueMetadata()
+	out := make(map[string]string, kv.Len())
+	keys, vals := kv.Keys(), kv.Values()
+	for i := range keys {
+		out[keys[i]] = vals[i]
+	}
+	return out
+}
+
+// Schema returns the file's Arrow schema (the stored one when the writer kept it).
+func (f *File) Schema() (*arrow.Schema, error) {
+	s, err := f.fr.Schema()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.URI, err)
+	}
+	return s, nil
+}
+
+// Each calls fn with every record batch of the file in order; a batch is valid only during
+// the call. Memory is bounded by one row group.
+func (f *File) Each(ctx context.Context, fn func(arrow.RecordBatch) error) error {
+	rr, err := f.fr.GetRecordReader(ctx, nil, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.URI, err)
+	}
+	defer rr.Release()
+	for rr.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(rr.RecordBatch()); err != nil {
+			return err
+		}
+	}
+	if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %w", f.URI, err)
+	}
+	return nil
+}
+
+// Column returns the column called name of rec as array type A, or an error naming the file
+// and the expected type.
+func Column[A arrow.Array](rec arrow.RecordBatch, uri, name string) (A, error) {
+	var zero A
+	idx := rec.Schema().FieldIndices(name)
+	if len(idx) != 1 {
+		return zero, fmt.Errorf("%s: want exactly one column %q, found %d", uri, name, len(idx))
+	}
+	a, ok := rec.Column(idx[0]).(A)
+	if !ok {
+		return zero, fmt.Errorf("%s: column %q has type %s, want %T", uri, name, rec.Column(idx[0]).DataType(), zero)
+	}
+	return a, nil
+}
+
+// CheckFields reports every difference between the fields of got and want (names, types,
+// nullability, in order); schema metadata is not compared.
+func CheckFields(uri string, got, want *arrow.Schema) error {
+	var errs []error
+	if got.NumFields() != want.NumFields() {
+		errs = append(errs, fmt.Errorf("%s: %d columns, want %d (%s)", uri, got.NumFields(), want.NumFields(), fieldNames(want)))
+	}
+	for i := range min(got.NumFields(), want.NumFields()) {
+		g, w := got.Field(i), want.Field(i)
+		if g.Name != w.Name || !arrow.TypeEqual(g.Type, w.Type) || g.Nullable != w.Nullable {
+			errs = append(errs, fmt.Errorf("%s: column %d is %s %s (nullable=%t), want %s %s (nullable=%t)",
+				uri, i, g.Name, g.Type, g.Nullable, w.Name, w.Type, w.Nullable))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func fieldNames(s *arrow.Schema) []string {
+	out := make([]string, s.NumFields())
+	for i, f := range s.Fields() {
+		out[i] = f.Name
+	}
+	return out
+}
+
+// JoinLimited joins errs like errors.Join but keeps only the first limit of them, adding a
+// count of the rest, so a file with a million bad rows gives a readable error.
+func JoinLimited(errs []error, limit int) error {
+	if len(errs) <= limit {
+		return errors.Join(errs...)
+	}
+	kept := append(errs[:limit:limit], fmt.Errorf("… and %d more problems", len(errs)-limit))
+	return errors.Join(kept...)
+}

@@ -1,0 +1,132 @@
+// Package sink writes the stage files of the pipeline: embeddings as Parquet shards with a
+// manifest written last, and the rejects file. Files are published atomically and their
+// contents are sorted, so the same inputs give the same bytes on every run and runner.
+package sink
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/embeddings"
+	"github.com/stirpipe/stirpipe/schemas/rejects"
+	"github.com/stirpipe/stirpipe/transforms/catalogio"
+)
+
+func init() {
+	register.DoFn2x0[embeddings.Record, func(int, embeddings.Record)](&shardKeyFn{})
+	register.DoFn4x1[context.Context, int, func(*embeddings.Record) bool, func(embeddings.ShardInfo), error](&writeShardFn{})
+	register.DoFn3x1[context.Context, []byte, func(*embeddings.ShardInfo) bool, error](&writeManifestFn{})
+	register.DoFn3x1[context.Context, []byte, func(*rejects.Record) bool, error](&writeRejectsFn{})
+	register.Emitter2[int, embeddings.Record]()
+	register.Emitter1[embeddings.ShardInfo]()
+	register.Iter1[*embeddings.Record]()
+	register.Iter1[*embeddings.ShardInfo]()
+	register.Iter1[*rejects.Record]()
+}
+
+// RejectsFile is the name of the rejects file inside its directory.
+const RejectsFile = "rejects.parquet"
+
+// Embeddings writes records under dir as `shards` Parquet files (an item's shard is a hash
+// of its id) and then dir/_manifest.json listing them; part files left by an earlier run
+// that the manifest does not list are removed.
+func Embeddings(s beam.Scope, recs beam.PCollection, dir string, shards int, prov embeddings.Provenance) {
+	s = s.Scope("WriteEmbeddings")
+	if shards < 1 {
+		panic(fmt.Sprintf("sink.Embeddings: shards must be ≥ 1, got %d", shards))
+	}
+	keyed := beam.ParDo(s, &shardKeyFn{Shards: shards}, recs)
+	infos := beam.ParDo(s, &writeShardFn{Dir: dir, Shards: shards, Provenance: prov}, beam.GroupByKey(s, keyed))
+	beam.ParDo0(s, &writeManifestFn{Dir: dir, Provenance: prov}, beam.Impulse(s), beam.SideInput{Input: infos})
+}
+
+// Rejects writes every rejects record into dir/rejects.parquet (a valid file even when
+// there are none).
+func Rejects(s beam.Scope, recs beam.PCollection, dir string) {
+	s = s.Scope("WriteRejects")
+	beam.ParDo0(s, &writeRejectsFn{Dir: dir}, beam.Impulse(s), beam.SideInput{Input: recs})
+}
+
+type shardKeyFn struct{ Shards int }
+
+func (fn *shardKeyFn) ProcessElement(r embeddings.Record, emit func(int, embeddings.Record)) {
+	emit(catalogio.ShardOf(r.Row.ID, fn.Shards), r)
+}
+
+type writeShardFn struct {
+	Dir        string
+	Shards     int
+	Provenance embeddings.Provenance
+}
+
+func (fn *writeShardFn) ProcessElement(ctx context.Context, shard int, iter func(*embeddings.Record) bool, emit func(embeddings.ShardInfo)) error {
+	var recs []embeddings.Record
+	var r embeddings.Record
+	for iter(&r) {
+		recs = append(recs, r)
+		r = embeddings.Record{}
+	}
+	info, err := embeddings.WriteShard(ctx, blob.Join(fn.Dir, embeddings.ShardName(shard, fn.Shards)), recs, fn.Provenance)
+	if err != nil {
+		return err
+	}
+	emit(info)
+	return nil
+}
+
+type writeManifestFn struct {
+	Dir        string
+	Provenance embeddings.Provenance
+}
+
+func (fn *writeManifestFn) ProcessElement(ctx context.Context, _ []byte, iter func(*embeddings.ShardInfo) bool) error {
+	m := embeddings.Manifest{Provenance: fn.Provenance}
+	var info embeddings.ShardInfo
+	for iter(&info) {
+		m.Shards = append(m.Shards, info)
+		m.Rows += info.Rows
+	}
+	if err := embeddings.WriteManifest(ctx, fn.Dir, m); err != nil {
+		return err
+	}
+	return removeStale(ctx, fn.Dir, m)
+}
+
+// removeStale deletes part files that an earlier run left and the manifest does not list.
+func removeStale(ctx context.Context, dir string, m embeddings.Manifest) error {
+	listed := map[string]bool{}
+	for _, sh := range m.Shards {
+		listed[sh.File] = true
+	}
+	files, err := blob.List(ctx, dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		base := path.Base(strings.ReplaceAll(f, "\\", "/"))
+		if strings.HasPrefix(base, "part-") && strings.HasSuffix(base, ".parquet") && !listed[base] {
+			if err := blob.Remove(ctx, f); err != nil {
+				return fmt.Errorf("remove stale shard %s: %w", f, err)
+			}
+		}
+	}
+	return nil
+}
+
+type writeRejectsFn struct{ Dir string }
+
+func (fn *writeRejectsFn) ProcessElement(ctx context.Context, _ []byte, iter func(*rejects.Record) bool) error {
+	var recs []rejects.Record
+	var r rejects.Record
+	for iter(&r) {
+		recs = append(recs, r)
+	}
+	_, err := rejects.WriteShard(ctx, blob.Join(fn.Dir, RejectsFile), recs)
+	return err
+}
