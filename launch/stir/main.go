@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 )
 
 // command is one job of the program.
@@ -57,6 +58,7 @@ func main() {
 		os.Exit(2)
 	}
 	run := cmd.flags(flag.CommandLine)
+	logLevel := flag.String("log_level", "warn", "runner log level: debug, info, warn or error")
 	flag.CommandLine.Usage = func() { commandUsage(cmd) }
 	os.Args = append(os.Args[:1], os.Args[2:]...)
 	flag.Parse()
@@ -64,6 +66,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "stir %s: unexpected arguments %q (every input is a --flag)\n", name, flag.Args())
 		os.Exit(2)
 	}
+	beamlog.LogLevel = *logLevel
 	beam.Init()
 	if err := run(context.Background()); err != nil {
 		fmt.Fprintf(os.Stderr, "stir %s: %v\n", name, err)
