@@ -1,7 +1,8 @@
-// Package pqfile is the Parquet plumbing shared by the stage files of package schemas
-// (embeddings, rejects): it sorts records into a deterministic order, builds Arrow record
-// batches one row group at a time, writes them to one Parquet file published atomically
-// through package blob, and opens such files again, locally or on gs://, for streaming reads.
+// Package pqfile is the Parquet (and Arrow IPC) plumbing shared by the stage files of
+// package schemas (embeddings, rejects, neighbors): it sorts records into a deterministic
+// order, builds Arrow record batches one row group at a time, writes them to one Parquet or
+// Arrow IPC file published atomically through package blob, opens such files again, locally
+// or on gs://, for streaming reads, and checks the shard lists of manifests.
 //
 // The same records and schema always give the same bytes: the order is fixed by the caller's
 // comparison, and nothing time- or host-dependent is written.
@@ -60,16 +61,35 @@ type Spec[T any] struct {
 // zstd-compressed Parquet file at uri, a local path or gs:// URI. The file appears under
 // its final name only when complete: on any error nothing is published.
 func Write[T any](ctx context.Context, uri string, recs []T, spec Spec[T]) (Info, error) {
-	info := Info{File: path.Base(uri), Rows: int64(len(recs))}
 	if spec.RowGroupRows < 1 {
-		return info, fmt.Errorf("write %s: row group size must be ≥ 1, got %d", uri, spec.RowGroupRows)
+		return Info{File: path.Base(uri), Rows: int64(len(recs))}, fmt.Errorf("write %s: row group size must be ≥ 1, got %d", uri, spec.RowGroupRows)
 	}
-	order := make([]*T, len(recs))
-	for i := range recs {
-		order[i] = &recs[i]
-	}
-	slices.SortStableFunc(order, spec.Compare)
+	props := append([]parquet.WriterProperty{
+		parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithMaxRowGroupLength(int64(spec.RowGroupRows)),
+		parquet.WithDictionaryDefault(true),
+	}, spec.Props...)
+	info, err := Publish(ctx, uri, func(w io.Writer) error {
+		fw, err := pqarrow.NewFileWriter(spec.Schema, w, parquet.NewWriterProperties(props...),
+			pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+		if err != nil {
+			return err
+		}
+		err = writeBatches(ctx, recs, spec, fw.Write)
+		if cerr := fw.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+	info.Rows = int64(len(recs))
+	return info, err
+}
 
+// Publish writes one file at uri through write and publishes it atomically: the file
+// appears under its final name only if write succeeds, and the returned Info (without Rows)
+// gives its size and SHA-256. write must not keep w after it returns.
+func Publish(ctx context.Context, uri string, write func(w io.Writer) error) (Info, error) {
+	info := Info{File: path.Base(uri)}
 	bw, err := blob.Create(ctx, uri)
 	if err != nil {
 		return info, err
@@ -80,41 +100,11 @@ func Write[T any](ctx context.Context, uri string, recs []T, spec Spec[T]) (Info
 			bw.Abort()
 		}
 	}()
-	// parquet → hash and count → buffer → blob; the wrapper hides any Close method so the
-	// Parquet writer cannot close the blob writer behind our back.
+	// writer → hash and count → buffer → blob; the wrapper hides any Close method so the
+	// format writer cannot close the blob writer behind our back.
 	buf := bufio.NewWriterSize(bw, 1<<20)
 	sink := &digestWriter{w: buf, h: sha256.New()}
-
-	props := append([]parquet.WriterProperty{
-		parquet.WithCompression(compress.Codecs.Zstd),
-		parquet.WithMaxRowGroupLength(int64(spec.RowGroupRows)),
-		parquet.WithDictionaryDefault(true),
-	}, spec.Props...)
-	fw, err := pqarrow.NewFileWriter(spec.Schema, sink, parquet.NewWriterProperties(props...),
-		pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
-	if err != nil {
-		return info, fmt.Errorf("write %s: %w", uri, err)
-	}
-	b := array.NewRecordBuilder(memory.DefaultAllocator, spec.Schema)
-	defer b.Release()
-	for start := 0; start < len(order); start += spec.RowGroupRows {
-		if err := ctx.Err(); err != nil {
-			fw.Close()
-			return info, fmt.Errorf("write %s: %w", uri, err)
-		}
-		end := min(start+spec.RowGroupRows, len(order))
-		for _, r := range order[start:end] {
-			spec.Append(b, r)
-		}
-		rec := b.NewRecordBatch()
-		err := fw.Write(rec)
-		rec.Release()
-		if err != nil {
-			fw.Close()
-			return info, fmt.Errorf("write %s: row group at row %d: %w", uri, start, err)
-		}
-	}
-	if err := fw.Close(); err != nil {
+	if err := write(sink); err != nil {
 		return info, fmt.Errorf("write %s: %w", uri, err)
 	}
 	if err := buf.Flush(); err != nil {
@@ -127,6 +117,35 @@ func Write[T any](ctx context.Context, uri string, recs []T, spec Spec[T]) (Info
 	info.Bytes = sink.n
 	info.SHA256 = hex.EncodeToString(sink.h.Sum(nil))
 	return info, nil
+}
+
+// writeBatches sorts recs by spec.Compare (without changing the caller's slice) and hands
+// them to write as record batches of at most spec.RowGroupRows rows, each released after
+// the call. It stops at the first error or when ctx is done.
+func writeBatches[T any](ctx context.Context, recs []T, spec Spec[T], write func(arrow.RecordBatch) error) error {
+	order := make([]*T, len(recs))
+	for i := range recs {
+		order[i] = &recs[i]
+	}
+	slices.SortStableFunc(order, spec.Compare)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, spec.Schema)
+	defer b.Release()
+	for start := 0; start < len(order); start += spec.RowGroupRows {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		end := min(start+spec.RowGroupRows, len(order))
+		for _, r := range order[start:end] {
+			spec.Append(b, r)
+		}
+		rec := b.NewRecordBatch()
+		err := write(rec)
+		rec.Release()
+		if err != nil {
+			return fmt.Errorf("row group at row %d: %w", start, err)
+		}
+	}
+	return nil
 }
 
 // digestWriter counts and hashes what passes through it.

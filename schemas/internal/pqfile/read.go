@@ -9,8 +9,8 @@ import (
 	"os"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
@@ -34,25 +34,9 @@ type File struct {
 
 // Open opens the Parquet file at uri and reads its footer.
 func Open(ctx context.Context, uri string) (*File, error) {
-	var src parquet.ReaderAtSeeker
-	var size int64
-	if blob.IsGCS(uri) {
-		data, err := blob.ReadFile(ctx, uri)
-		if err != nil {
-			return nil, err
-		}
-		src, size = bytes.NewReader(data), int64(len(data))
-	} else {
-		f, err := os.Open(uri)
-		if err != nil {
-			return nil, err
-		}
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		src, size = f, st.Size()
+	src, size, err := openSource(ctx, uri)
+	if err != nil {
+		return nil, err
 	}
 	pf, err := file.NewParquetReader(src)
 	if err != nil {
@@ -67,6 +51,28 @@ func Open(ctx context.Context, uri string) (*File, error) {
 		return nil, fmt.Errorf("%s: %w", uri, err)
 	}
 	return &File{URI: uri, Size: size, pf: pf, fr: fr}, nil
+}
+
+// openSource opens uri for random access: a local file in place, a gs:// object read into
+// memory. Close the result if it is an io.Closer.
+func openSource(ctx context.Context, uri string) (src ipc.ReadAtSeeker, size int64, err error) {
+	if blob.IsGCS(uri) {
+		data, err := blob.ReadFile(ctx, uri)
+		if err != nil {
+			return nil, 0, err
+		}
+		return bytes.NewReader(data), int64(len(data)), nil
+	}
+	f, err := os.Open(uri)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
 }
 
 // Close releases the file.

@@ -1,0 +1,62 @@
+package neighbors_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/stirpipe/stirpipe/schemas/neighbors"
+)
+
+func Example() {
+	dir, _ := os.MkdirTemp("", "neighbors")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	prov := neighbors.Provenance{Stage: neighbors.StageNeighbors, ModelName: "vit-tiny-triplet", K: 2,
+		Distance: "euclidean", Exclusions: "self,sequence"}
+
+	// The neighbours stage writes each shard, then the manifest. A query whose gallery is
+	// empty after exclusions has empty lists.
+	recs := []neighbors.Record{
+		{QueryID: "b", QueryLabel: 1, NeighborIDs: []string{"c", "a"}, NeighborLabels: []int64{1, 2}, Distances: []float32{0.25, 0.5}},
+		{QueryID: "a", QueryLabel: 2, QuerySequence: "s1"},
+	}
+	info, err := neighbors.WriteShard(ctx, filepath.Join(dir, neighbors.ShardName(0, 1, neighbors.ExtParquet)), recs, prov)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := neighbors.WriteManifest(ctx, dir, neighbors.NewManifest(prov, []neighbors.ShardInfo{info})); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	r, err := neighbors.Open(ctx, dir)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(r.Manifest().Rows, "queries, k =", r.Provenance().K)
+	_ = r.Each(ctx, func(rec neighbors.Record) error {
+		fmt.Println(rec.QueryID, rec.NeighborIDs, rec.Distances)
+		return nil
+	})
+	// Output:
+	// 2 queries, k = 2
+	// a [] []
+	// b [c a] [0.25 0.5]
+}
+
+func ExampleMerge() {
+	// The top 3 of one query in two gallery shards; ties are broken by neighbour id.
+	shard0 := neighbors.Record{QueryID: "q", NeighborIDs: []string{"x", "z"}, NeighborLabels: []int64{1, 2}, Distances: []float32{0.1, 0.4}}
+	shard1 := neighbors.Record{QueryID: "q", NeighborIDs: []string{"y", "w"}, NeighborLabels: []int64{3, 4}, Distances: []float32{0.4, 0.9}}
+	merged, err := neighbors.Merge(3, shard0, shard1)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(merged.NeighborIDs, merged.Distances)
+	// Output: [x y z] [0.1 0.4 0.4]
+}

@@ -1,0 +1,301 @@
+package neighbors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/internal/pqfile"
+)
+
+// table is an open Parquet or Arrow IPC file.
+type table interface {
+	KeyValue() map[string]string
+	Schema() (*arrow.Schema, error)
+	Each(ctx context.Context, fn func(arrow.RecordBatch) error) error
+	Close() error
+}
+
+// openTable opens uri in the format its extension names and returns it with its size.
+func openTable(ctx context.Context, uri string) (table, int64, error) {
+	ext, err := extOf(uri)
+	if err != nil {
+		return nil, 0, err
+	}
+	if ext == ExtArrow {
+		f, err := pqfile.OpenIPC(ctx, uri)
+		if err != nil {
+			return nil, 0, err
+		}
+		return f, f.Size, nil
+	}
+	f, err := pqfile.Open(ctx, uri)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, f.Size, nil
+}
+
+// ReadFile reads one neighbour file (a shard, a partial or any single file), Parquet or
+// Arrow IPC by its extension, checks its schema and every record against the provenance in
+// its metadata, and returns its records in file order (by query id) and that provenance.
+func ReadFile(ctx context.Context, uri string) ([]Record, Provenance, error) {
+	var out []Record
+	prov, err := eachInFile(ctx, uri, nil, -1, func(r Record) error {
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, prov, err
+	}
+	return out, prov, nil
+}
+
+// eachInFile calls fn with every record of the file at uri, checked, and returns the file's
+// provenance. When want is set, the file's provenance must equal it; when bytes ≥ 0, the
+// file must have that size.
+func eachInFile(ctx context.Context, uri string, want *Provenance, bytes int64, fn func(Record) error) (Provenance, error) {
+	f, size, err := openTable(ctx, uri)
+	if err != nil {
+		return Provenance{}, fmt.Errorf("neighbours: %w", err)
+	}
+	defer f.Close()
+	if bytes >= 0 {
+		if err := checkSize(uri, size, bytes); err != nil {
+			return Provenance{}, fmt.Errorf("neighbours: %w", err)
+		}
+	}
+	prov, err := provenanceFromKV(f.KeyValue())
+	if err == nil && want != nil {
+		err = diffProvenance(prov, *want)
+	}
+	if err != nil {
+		return prov, fmt.Errorf("neighbours %s: %w", uri, err)
+	}
+	schema, err := f.Schema()
+	if err == nil {
+		err = pqfile.CheckFields(uri, schema, Schema(prov))
+	}
+	if err != nil {
+		return prov, fmt.Errorf("neighbours: %w", err)
+	}
+	c := newChecker(prov)
+	var row int
+	var prev string
+	err = f.Each(ctx, func(rec arrow.RecordBatch) error {
+		cols, err := bindColumns(rec, uri, prov.reranked())
+		if err != nil {
+			return err
+		}
+		for i := range int(rec.NumRows()) {
+			r := cols.record(i)
+			if errs := c.check(row, &r); len(errs) > 0 {
+				return fmt.Errorf("%s row %d: %w", uri, row, pqfile.JoinLimited(errs, maxProblems))
+			}
+			if row > 0 && r.QueryID <= prev {
+				return fmt.Errorf("%s row %d: query %q after %q, want rows sorted by unique query id", uri, row, r.QueryID, prev)
+			}
+			prev = r.QueryID
+			row++
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return prov, err
+}
+
+// columns are the typed columns of one record batch.
+type columns struct {
+	id, category, sequence *array.String
+	label                  *array.Int64
+	ids, labels, dists     *array.List
+	scores                 *array.List // nil unless reranked
+	idValues               *array.String
+	labelValues            []int64
+	distValues, scoreVals  []float32
+}
+
+func bindColumns(rec arrow.RecordBatch, uri string, reranked bool) (*columns, error) {
+	c := &columns{}
+	var errs []error
+	bind := func(err error) { errs = append(errs, err) }
+	var err error
+	c.id, err = pqfile.Column[*array.String](rec, uri, colQueryID)
+	bind(err)
+	c.category, err = pqfile.Column[*array.String](rec, uri, colQueryCategory)
+	bind(err)
+	c.sequence, err = pqfile.Column[*array.String](rec, uri, colQuerySequence)
+	bind(err)
+	c.label, err = pqfile.Column[*array.Int64](rec, uri, colQueryLabel)
+	bind(err)
+	c.ids, err = pqfile.Column[*array.List](rec, uri, colNeighborIDs)
+	bind(err)
+	c.labels, err = pqfile.Column[*array.List](rec, uri, colNeighborLabels)
+	bind(err)
+	c.dists, err = pqfile.Column[*array.List](rec, uri, colDistances)
+	bind(err)
+	if reranked {
+		c.scores, err = pqfile.Column[*array.List](rec, uri, colPairScores)
+		bind(err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// The schema was checked, so the list values have the expected types.
+	c.idValues = c.ids.ListValues().(*array.String)
+	c.labelValues = c.labels.ListValues().(*array.Int64).Int64Values()
+	c.distValues = c.dists.ListValues().(*array.Float32).Float32Values()
+	if reranked {
+		c.scoreVals = c.scores.ListValues().(*array.Float32).Float32Values()
+	}
+	return c, nil
+}
+
+// record converts row i; everything is copied so that records outlive the batch.
+func (c *columns) record(i int) Record {
+	r := Record{
+		QueryID:    strings.Clone(c.id.Value(i)),
+		QueryLabel: c.label.Value(i),
+	}
+	if c.category.IsValid(i) {
+		r.QueryCategory = strings.Clone(c.category.Value(i))
+	}
+	if c.sequence.IsValid(i) {
+		r.QuerySequence = strings.Clone(c.sequence.Value(i))
+	}
+	start, end := c.ids.ValueOffsets(i)
+	r.NeighborIDs = make([]string, end-start)
+	for j := range r.NeighborIDs {
+		r.NeighborIDs[j] = strings.Clone(c.idValues.Value(int(start) + j))
+	}
+	start, end = c.labels.ValueOffsets(i)
+	r.NeighborLabels = slices.Clone(c.labelValues[start:end])
+	start, end = c.dists.ValueOffsets(i)
+	r.Distances = slices.Clone(c.distValues[start:end])
+	if c.scores != nil {
+		start, end = c.scores.ValueOffsets(i)
+		r.PairScores = slices.Clone(c.scoreVals[start:end])
+	}
+	return r
+}
+
+// Reader reads a complete neighbours or reranked output, shard by shard.
+type Reader struct {
+	dir string
+	m   Manifest
+}
+
+// Open reads dir's manifest and checks every shard it lists: the file exists with the
+// listed size and, for local files, its schema and provenance agree with the manifest.
+// gs:// shards are checked the same way when they are read; row counts and records are
+// checked when read.
+func Open(ctx context.Context, dir string) (*Reader, error) {
+	m, err := ReadManifest(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{dir: dir, m: m}
+	var errs []error
+	for _, s := range m.Shards {
+		uri := blob.Join(dir, s.File)
+		if blob.IsGCS(uri) {
+			size, err := blob.Size(ctx, uri)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("shard listed in %s: %w", ManifestFile, err))
+			} else if err := checkSize(uri, size, s.Bytes); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := r.checkShard(ctx, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("neighbours %s: %w", dir, err)
+	}
+	return r, nil
+}
+
+// checkShard opens a shard and compares its size, provenance and schema with the manifest.
+func (r *Reader) checkShard(ctx context.Context, s ShardInfo) error {
+	uri := blob.Join(r.dir, s.File)
+	f, size, err := openTable(ctx, uri)
+	if err != nil {
+		return fmt.Errorf("shard listed in %s: %w", ManifestFile, err)
+	}
+	defer f.Close()
+	var errs []error
+	errs = append(errs, checkSize(uri, size, s.Bytes))
+	prov, err := provenanceFromKV(f.KeyValue())
+	if err == nil {
+		err = diffProvenance(prov, r.m.Provenance)
+	}
+	errs = append(errs, err)
+	schema, err := f.Schema()
+	if err == nil {
+		err = pqfile.CheckFields(uri, schema, Schema(r.m.Provenance))
+	}
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("shard %s does not match %s: %w", uri, ManifestFile, err)
+	}
+	return nil
+}
+
+// checkSize compares a shard's size with the manifest's.
+func checkSize(uri string, size, want int64) error {
+	if size != want {
+		return fmt.Errorf("%s: %d bytes, manifest says %d (file changed after the manifest was written?)", uri, size, want)
+	}
+	return nil
+}
+
+// Manifest returns the output's manifest.
+func (r *Reader) Manifest() Manifest { return r.m }
+
+// Provenance returns the provenance shared by every shard.
+func (r *Reader) Provenance() Provenance { return r.m.Provenance }
+
+// Each calls fn with every record, shard by shard in name order and by query id within a
+// shard, each checked as it is read. Memory is bounded by one row group of a shard (all of
+// one shard for gs://). Records own their slices. An error from fn stops the iteration and
+// is returned.
+func (r *Reader) Each(ctx context.Context, fn func(Record) error) error {
+	for _, s := range r.m.Shards {
+		uri := blob.Join(r.dir, s.File)
+		var n int64
+		_, err := eachInFile(ctx, uri, &r.m.Provenance, s.Bytes, func(rec Record) error {
+			n++
+			return fn(rec)
+		})
+		if err != nil {
+			return err
+		}
+		if n != s.Rows {
+			return fmt.Errorf("neighbours %s: %s: read %d rows, manifest says %d", r.dir, uri, n, s.Rows)
+		}
+	}
+	return nil
+}
+
+// ReadAll returns every record, in the order of Each.
+func (r *Reader) ReadAll(ctx context.Context) ([]Record, error) {
+	out := make([]Record, 0, r.m.Rows)
+	err := r.Each(ctx, func(rec Record) error {
+		out = append(out, rec)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
