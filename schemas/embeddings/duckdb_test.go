@@ -4,19 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/stirpipe/stirpipe/schemas/internal/duckdbtest"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 )
-
-// duckDir holds check.mjs and its pinned @duckdb/node-api (installed by npm ci).
-const duckDir = "testdata/duckdb"
 
 // duckFile is what check.mjs prints for one file.
 type duckFile struct {
@@ -30,27 +26,10 @@ type duckFile struct {
 	Records    []map[string]any  `json:"records"`
 }
 
-// runDuckDB runs check.mjs on files. Without node_modules the test is skipped, unless
-// STIR_REQUIRE_DUCKDB=1 (as in CI), where it fails.
+// runDuckDB runs testdata/duckdb/check.mjs on files (see duckdbtest.Run for when it skips).
 func runDuckDB(t *testing.T, args ...string) []duckFile {
 	t.Helper()
-	_, statErr := os.Stat(filepath.Join(duckDir, "node_modules", "@duckdb", "node-api"))
-	node, pathErr := exec.LookPath("node")
-	if statErr != nil || pathErr != nil {
-		msg := "DuckDB reader not installed: run `npm ci --prefix schemas/embeddings/testdata/duckdb` (needs node)"
-		if os.Getenv("STIR_REQUIRE_DUCKDB") == "1" {
-			t.Fatalf("%s; STIR_REQUIRE_DUCKDB=1 forbids skipping (%v, %v)", msg, statErr, pathErr)
-		}
-		t.Skip(msg)
-	}
-	cmd := exec.Command(node, append([]string{"check.mjs"}, args...)...)
-	cmd.Dir = duckDir
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node check.mjs: %v\n%s", err, stderr.String())
-	}
+	out := duckdbtest.Run(t, filepath.Join("testdata", "duckdb", "check.mjs"), args...)
 	var files []duckFile
 	if err := json.Unmarshal(out, &files); err != nil {
 		t.Fatalf("decode check.mjs output: %v\n%.2000s", err, out)

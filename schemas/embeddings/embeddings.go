@@ -102,41 +102,23 @@ func (p Provenance) keyValues() (keys, values []string) {
 
 // provenanceFromKV parses file metadata written by keyValues.
 func provenanceFromKV(kv map[string]string) (Provenance, error) {
-	var errs []error
-	get := func(k string) string {
-		v, ok := kv[k]
-		if !ok {
-			errs = append(errs, fmt.Errorf("metadata key %s is missing", k))
-		}
-		return v
-	}
-	if f := get(keyFormat); f != FormatV1 && f != "" {
-		errs = append(errs, fmt.Errorf("metadata %s is %q, want %q", keyFormat, f, FormatV1))
+	md := pqfile.NewMetadata(kv)
+	var errFormat error
+	if f := md.String(keyFormat); f != FormatV1 && f != "" {
+		errFormat = fmt.Errorf("metadata %s is %q, want %q", keyFormat, f, FormatV1)
 	}
 	p := Provenance{
-		ModelName:       get(keyModelName),
-		ModelSHA256:     get(keyModelSHA256),
-		Distance:        get(keyDistance),
-		Preprocess:      get(keyPreprocess),
-		CatalogURI:      get(keyCatalogURI),
-		CatalogSnapshot: get(keyCatalogSnapshot),
-		Producer:        get(keyProducer),
+		ModelName:       md.String(keyModelName),
+		ModelSHA256:     md.String(keyModelSHA256),
+		Distance:        md.String(keyDistance),
+		Preprocess:      md.String(keyPreprocess),
+		CatalogURI:      md.String(keyCatalogURI),
+		CatalogSnapshot: md.String(keyCatalogSnapshot),
+		Producer:        md.String(keyProducer),
+		Dim:             md.Int(keyDim),
+		Normalized:      md.Bool(keyNormalized),
 	}
-	if s := get(keyDim); s != "" {
-		d, err := strconv.Atoi(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("metadata %s: %w", keyDim, err))
-		}
-		p.Dim = d
-	}
-	if s := get(keyNormalized); s != "" {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("metadata %s: %w", keyNormalized, err))
-		}
-		p.Normalized = b
-	}
-	return p, errors.Join(errs...)
+	return p, errors.Join(errFormat, md.Err())
 }
 
 // Column names.

@@ -30,30 +30,16 @@ func Open(ctx context.Context, dir string) (*Reader, error) {
 		return nil, err
 	}
 	r := &Reader{dir: dir, m: m}
-	var errs []error
-	for _, s := range m.Shards {
-		uri := blob.Join(dir, s.File)
-		if blob.IsGCS(uri) {
-			size, err := blob.Size(ctx, uri)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("shard listed in %s: %w", ManifestFile, err))
-			} else if size != s.Bytes {
-				errs = append(errs, fmt.Errorf("%s: %d bytes, manifest says %d (file changed after the manifest was written?)", uri, size, s.Bytes))
-			}
-			continue
-		}
+	err = pqfile.CheckListed(ctx, dir, m.Shards, func(uri string, s ShardInfo) error {
 		f, err := pqfile.Open(ctx, uri)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("shard listed in %s: %w", ManifestFile, err))
-			continue
+			return fmt.Errorf("shard listed in %s: %w", ManifestFile, err)
 		}
+		defer f.Close()
 		_, err = r.checkShard(f, s)
-		f.Close()
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("embeddings %s: %w", dir, err)
 	}
 	return r, nil
@@ -110,15 +96,7 @@ func (r *Reader) Each(ctx context.Context, fn func(Record) error) error {
 
 // ReadAll returns every record, in the order of Each.
 func (r *Reader) ReadAll(ctx context.Context) ([]Record, error) {
-	out := make([]Record, 0, r.m.Rows)
-	err := r.Each(ctx, func(rec Record) error {
-		out = append(out, rec)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return pqfile.Collect(r.m.Rows, func(fn func(Record) error) error { return r.Each(ctx, fn) })
 }
 
 func (r *Reader) eachInShard(ctx context.Context, s ShardInfo, fn func(Record) error) error {

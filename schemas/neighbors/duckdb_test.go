@@ -23,6 +23,7 @@ type duckFile struct {
 		QueryLabel     string    `json:"query_label"` // BIGINT comes as a JSON string
 		QueryCategory  *string   `json:"query_category"`
 		QuerySequence  *string   `json:"query_sequence"`
+		NRelevant      string    `json:"n_relevant"`
 		NeighborIDs    []string  `json:"neighbor_ids"`
 		NeighborLabels []string  `json:"neighbor_labels"`
 		Distances      []float64 `json:"distances"`
@@ -35,8 +36,10 @@ type duckFile struct {
 		Distance   float64 `json:"distance"`
 	} `json:"pairs"`
 	Lengths []struct {
-		QueryID string `json:"query_id"`
-		N       string `json:"n"`
+		QueryID   string `json:"query_id"`
+		N         string `json:"n"`
+		NRelevant string `json:"n_relevant"`
+		Hits      string `json:"hits"`
 	} `json:"lengths"`
 }
 
@@ -85,7 +88,7 @@ func TestDuckDBReadsListColumns(t *testing.T) {
 	for fi, f := range runDuckDB(t, files...) {
 		prov, want := provs[fi], wants[fi]
 		wantCols := map[string]string{
-			"query_id": "VARCHAR", "query_label": "BIGINT", "query_category": "VARCHAR", "query_sequence": "VARCHAR",
+			"query_id": "VARCHAR", "query_label": "BIGINT", "query_category": "VARCHAR", "query_sequence": "VARCHAR", "n_relevant": "BIGINT",
 			"neighbor_ids": "VARCHAR[]", "neighbor_labels": "BIGINT[]", "distances": "FLOAT[]",
 		}
 		if prov.reranked() {
@@ -123,6 +126,7 @@ func TestDuckDBReadsListColumns(t *testing.T) {
 			}
 			if g.QueryID != w.QueryID || g.QueryLabel != strconv.FormatInt(w.QueryLabel, 10) ||
 				optional(g.QueryCategory) != w.QueryCategory || optional(g.QuerySequence) != w.QuerySequence ||
+				g.NRelevant != strconv.FormatInt(w.NRelevant, 10) ||
 				(g.QueryCategory != nil && *g.QueryCategory == "") ||
 				!slices.Equal(g.NeighborIDs, w.NeighborIDs) || !slices.Equal(g.NeighborLabels, labels) ||
 				!floatsEqual(g.Distances, w.Distances) || !floatsEqual(g.PairScores, w.PairScores) {
@@ -130,6 +134,18 @@ func TestDuckDBReadsListColumns(t *testing.T) {
 			}
 			if f.Lengths[i].QueryID != w.QueryID || f.Lengths[i].N != strconv.Itoa(len(w.NeighborIDs)) {
 				t.Errorf("%s: DuckDB len(neighbor_ids) of %s is %s, want %d", f.File, f.Lengths[i].QueryID, f.Lengths[i].N, len(w.NeighborIDs))
+			}
+			// The hits DuckDB counts in the list are what n_relevant bounds.
+			hits := 0
+			for _, l := range w.NeighborLabels {
+				if l == w.QueryLabel {
+					hits++
+				}
+			}
+			nRel, err1 := strconv.ParseInt(f.Lengths[i].NRelevant, 10, 64)
+			dHits, err2 := strconv.Atoi(f.Lengths[i].Hits)
+			if err1 != nil || err2 != nil || dHits != hits || nRel != w.NRelevant || nRel < int64(dHits) {
+				t.Errorf("%s: DuckDB sees %s with n_relevant %s and %s hits, want %d and %d", f.File, w.QueryID, f.Lengths[i].NRelevant, f.Lengths[i].Hits, w.NRelevant, hits)
 			}
 			pairs += len(w.NeighborIDs)
 		}

@@ -17,9 +17,10 @@ func Example() {
 		Distance: "euclidean", Exclusions: "self,sequence"}
 
 	// The neighbours stage writes each shard, then the manifest. A query whose gallery is
-	// empty after exclusions has empty lists.
+	// empty after exclusions has empty lists. NRelevant counts the query's relevant items in
+	// the whole gallery, beyond its k neighbours.
 	recs := []neighbors.Record{
-		{QueryID: "b", QueryLabel: 1, NeighborIDs: []string{"c", "a"}, NeighborLabels: []int64{1, 2}, Distances: []float32{0.25, 0.5}},
+		{QueryID: "b", QueryLabel: 1, NRelevant: 3, NeighborIDs: []string{"c", "a"}, NeighborLabels: []int64{1, 2}, Distances: []float32{0.25, 0.5}},
 		{QueryID: "a", QueryLabel: 2, QuerySequence: "s1"},
 	}
 	info, err := neighbors.WriteShard(ctx, filepath.Join(dir, neighbors.ShardName(0, 1, neighbors.ExtParquet)), recs, prov)
@@ -39,24 +40,25 @@ func Example() {
 	}
 	fmt.Println(r.Manifest().Rows, "queries, k =", r.Provenance().K)
 	_ = r.Each(ctx, func(rec neighbors.Record) error {
-		fmt.Println(rec.QueryID, rec.NeighborIDs, rec.Distances)
+		fmt.Println(rec.QueryID, rec.NeighborIDs, rec.Distances, rec.NRelevant)
 		return nil
 	})
 	// Output:
 	// 2 queries, k = 2
-	// a [] []
-	// b [c a] [0.25 0.5]
+	// a [] [] 0
+	// b [c a] [0.25 0.5] 3
 }
 
 func ExampleMerge() {
-	// The top 3 of one query in two gallery shards; ties are broken by neighbour id.
-	shard0 := neighbors.Record{QueryID: "q", NeighborIDs: []string{"x", "z"}, NeighborLabels: []int64{1, 2}, Distances: []float32{0.1, 0.4}}
-	shard1 := neighbors.Record{QueryID: "q", NeighborIDs: []string{"y", "w"}, NeighborLabels: []int64{3, 4}, Distances: []float32{0.4, 0.9}}
+	// The top 3 of one query in two gallery shards; ties are broken by neighbour id, and the
+	// shards' counts of relevant items add up.
+	shard0 := neighbors.Record{QueryID: "q", NRelevant: 1, NeighborIDs: []string{"x", "z"}, NeighborLabels: []int64{1, 2}, Distances: []float32{0.1, 0.4}}
+	shard1 := neighbors.Record{QueryID: "q", NRelevant: 4, NeighborIDs: []string{"y", "w"}, NeighborLabels: []int64{3, 4}, Distances: []float32{0.4, 0.9}}
 	merged, err := neighbors.Merge(3, shard0, shard1)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(merged.NeighborIDs, merged.Distances)
-	// Output: [x y z] [0.1 0.4 0.4]
+	fmt.Println(merged.NeighborIDs, merged.Distances, merged.NRelevant)
+	// Output: [x y z] [0.1 0.4 0.4] 5
 }

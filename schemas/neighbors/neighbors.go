@@ -1,25 +1,30 @@
 // Package neighbors defines the neighbour-list files of the neighbours and rerank stages:
-// one row per query (its id, label, category and sequence) with its ranked neighbours as list
-// columns (ids, labels, distances ascending); a reranked file adds the raw STIR pair scores
-// of the reranked head. Before and after reranking the schema is the same, so the evaluate
+// one row per query (its id, label, category and sequence, and n_relevant, the number of
+// gallery items relevant to it) with its ranked neighbours as list columns (ids, labels,
+// distances ascending); a reranked file adds the raw STIR pair scores of the reranked head.
+// Before and after reranking the columns are the same but for pair_scores, so the evaluate
 // stage reads either.
 //
 // Files are Parquet by default (WriteShard) or Arrow IPC on request (WriteIPCShard), sorted
 // by query id, published atomically, and the same records always give the same bytes. A
 // complete output is a directory of shards plus _manifest.json, written last; Open reads it.
-// Provenance (stage, embeddings and their snapshot, model, k, distance, engine, exclusions,
-// pair model and top_n) is stored under "stir." keys in each file's metadata and in the
-// manifest. Every record is validated when written and when read.
+// Provenance (stage, embeddings and their snapshot, catalog and its snapshot, model, k,
+// distance, engine, exclusions, and for reranked files the pair model, top_n and the
+// neighbours output they were computed from) is stored under "stir." keys in each file's
+// metadata and in the manifest. Every record is validated when written and when read.
 //
 // The neighbours transform writes one partial file per (query tile, gallery shard) under
 // the output's _tmp/ directory (stage "partial", same schema), merges the partials of a
-// tile into its final file with MergeFiles, and removes _tmp/ with RemoveTmp at the end.
+// tile into its final file with MergeFiles, and removes _tmp/ with RemoveTmp at the end. A
+// partial's n_relevant counts its gallery shard only; merging sums them.
 //
 // DuckDB reads the list columns as VARCHAR[], BIGINT[] and FLOAT[]; for example
 // SELECT query_id, unnest(neighbor_ids), unnest(distances) FROM 'part-*.parquet'.
 package neighbors
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -40,8 +45,9 @@ const (
 	StageNeighbors = "neighbors"
 	// StageReranked: lists whose head was reranked by the STIR pairwise model.
 	StageReranked = "reranked"
-	// StagePartial: the top-k of a query tile within one gallery shard, merged into a
-	// StageNeighbors file and never listed in a manifest.
+	// StagePartial: the top-k of a query tile within one gallery shard (n_relevant counted
+	// within that shard too), merged into a StageNeighbors file and never listed in a
+	// manifest.
 	StagePartial = "partial"
 )
 
@@ -72,6 +78,12 @@ type Record struct {
 	QueryCategory string
 	// QuerySequence is the query's sequence ("" when it has none; stored as null).
 	QuerySequence string
+	// NRelevant is the number of gallery items relevant to the query (same label) in the
+	// whole searched gallery after the exclusions, not only among the neighbours: the n of
+	// the evaluation's precision (method §5). The neighbours stage counts it, reranking keeps
+	// it. It is ≥ 0 and ≥ the number of neighbours with the query's label. In a partial file
+	// it counts the file's gallery shard only (Merge sums the shards' counts).
+	NRelevant int64
 	// NeighborIDs are the item ids of the neighbours, best first; at most Provenance.K,
 	// possibly none (a query whose gallery is empty after exclusions).
 	NeighborIDs []string
@@ -99,6 +111,12 @@ type Provenance struct {
 	EmbeddingsURI string `json:"embeddings_uri"`
 	// EmbeddingsSnapshot is the hex SHA-256 of that output's _manifest.json bytes.
 	EmbeddingsSnapshot string `json:"embeddings_snapshot"`
+	// CatalogURI is the catalog the embeddings came from, copied from their provenance, so
+	// that the evaluation can check the catalog it is given.
+	CatalogURI string `json:"catalog_uri"`
+	// CatalogSnapshot identifies that catalog's content, copied from the embeddings'
+	// provenance.
+	CatalogSnapshot string `json:"catalog_snapshot"`
 	// ModelName is the embedding model's name.
 	ModelName string `json:"model_name"`
 	// ModelSHA256 is the hex SHA-256 of the embedding model's ONNX file.
@@ -119,6 +137,12 @@ type Provenance struct {
 	PairModelSHA256 string `json:"pair_model_sha256"`
 	// TopN is the number of head neighbours reranked per query (reranked files only, ≥ 1).
 	TopN int `json:"top_n"`
+	// InputURI is the neighbours output a reranked file was computed from (reranked files
+	// only, required there).
+	InputURI string `json:"input_uri"`
+	// InputSnapshot is the hex SHA-256 of that output's _manifest.json bytes (ManifestSHA256;
+	// reranked files only, required there).
+	InputSnapshot string `json:"input_snapshot"`
 	// Producer names the program that wrote the output.
 	Producer string `json:"producer"`
 }
@@ -129,6 +153,8 @@ const (
 	keyStage              = "stir.stage"
 	keyEmbeddingsURI      = "stir.embeddings.uri"
 	keyEmbeddingsSnapshot = "stir.embeddings.snapshot"
+	keyCatalogURI         = "stir.catalog.uri"
+	keyCatalogSnapshot    = "stir.catalog.snapshot"
 	keyModelName          = "stir.model.name"
 	keyModelSHA256        = "stir.model.sha256"
 	keyK                  = "stir.neighbors.k"
@@ -139,6 +165,8 @@ const (
 	keyPairModelName      = "stir.pair_model.name"
 	keyPairModelSHA256    = "stir.pair_model.sha256"
 	keyTopN               = "stir.rerank.top_n"
+	keyInputURI           = "stir.input.uri"
+	keyInputSnapshot      = "stir.input.snapshot"
 	keyProducer           = "stir.producer"
 )
 
@@ -151,12 +179,23 @@ func (p Provenance) Validate() error {
 			errs = append(errs, fmt.Errorf("provenance: stage %q has no pair model or top_n, got %q, %q, %d (only %q files do)",
 				p.Stage, p.PairModelName, p.PairModelSHA256, p.TopN, StageReranked))
 		}
+		if p.InputURI != "" || p.InputSnapshot != "" {
+			errs = append(errs, fmt.Errorf("provenance: stage %q has no input neighbours output, got input_uri %q and input_snapshot %q (only %q files do)",
+				p.Stage, p.InputURI, p.InputSnapshot, StageReranked))
+		}
 	case StageReranked:
 		if p.PairModelName == "" {
 			errs = append(errs, errors.New("provenance: reranked file without a pair model name"))
 		}
 		if p.TopN < 1 {
 			errs = append(errs, fmt.Errorf("provenance: top_n must be ≥ 1 in a reranked file, got %d", p.TopN))
+		}
+		if p.InputURI == "" {
+			errs = append(errs, errors.New("provenance: reranked file without the URI of the neighbours output it reranks"))
+		}
+		if b, err := hex.DecodeString(p.InputSnapshot); err != nil || len(b) != sha256.Size {
+			errs = append(errs, fmt.Errorf("provenance: input snapshot %q of a reranked file is not 64 hex digits (the SHA-256 of the neighbours output's %s)",
+				p.InputSnapshot, ManifestFile))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("provenance: stage is %q, want %q, %q or %q", p.Stage, StageNeighbors, StageReranked, StagePartial))
@@ -200,56 +239,44 @@ func (p Provenance) reranked() bool { return p.Stage == StageReranked }
 
 // keyValues returns p as ordered file metadata.
 func (p Provenance) keyValues() (keys, values []string) {
-	keys = []string{keyFormat, keyStage, keyEmbeddingsURI, keyEmbeddingsSnapshot, keyModelName,
-		keyModelSHA256, keyK, keyDistance, keyEngine, keyShardSize, keyExclusions,
-		keyPairModelName, keyPairModelSHA256, keyTopN, keyProducer}
-	values = []string{FormatV1, p.Stage, p.EmbeddingsURI, p.EmbeddingsSnapshot, p.ModelName,
-		p.ModelSHA256, strconv.Itoa(p.K), p.Distance, p.Engine, strconv.Itoa(p.ShardSize),
-		p.Exclusions, p.PairModelName, p.PairModelSHA256, strconv.Itoa(p.TopN), p.Producer}
+	keys = []string{keyFormat, keyStage, keyEmbeddingsURI, keyEmbeddingsSnapshot,
+		keyCatalogURI, keyCatalogSnapshot, keyModelName, keyModelSHA256, keyK, keyDistance,
+		keyEngine, keyShardSize, keyExclusions, keyPairModelName, keyPairModelSHA256, keyTopN,
+		keyInputURI, keyInputSnapshot, keyProducer}
+	values = []string{FormatV1, p.Stage, p.EmbeddingsURI, p.EmbeddingsSnapshot,
+		p.CatalogURI, p.CatalogSnapshot, p.ModelName, p.ModelSHA256, strconv.Itoa(p.K), p.Distance,
+		p.Engine, strconv.Itoa(p.ShardSize), p.Exclusions, p.PairModelName, p.PairModelSHA256, strconv.Itoa(p.TopN),
+		p.InputURI, p.InputSnapshot, p.Producer}
 	return keys, values
 }
 
 // provenanceFromKV parses and validates file metadata written by keyValues.
 func provenanceFromKV(kv map[string]string) (Provenance, error) {
-	var errs []error
-	get := func(k string) string {
-		v, ok := kv[k]
-		if !ok {
-			errs = append(errs, fmt.Errorf("metadata key %s is missing", k))
-		}
-		return v
-	}
-	getInt := func(k string) int {
-		s := get(k)
-		if s == "" {
-			return 0
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("metadata %s: %w", k, err))
-		}
-		return n
-	}
 	if f, ok := kv[keyFormat]; !ok || f != FormatV1 {
 		return Provenance{}, fmt.Errorf("metadata %s is %q, want %q (not a neighbour file)", keyFormat, f, FormatV1)
 	}
+	md := pqfile.NewMetadata(kv)
 	p := Provenance{
-		Stage:              get(keyStage),
-		EmbeddingsURI:      get(keyEmbeddingsURI),
-		EmbeddingsSnapshot: get(keyEmbeddingsSnapshot),
-		ModelName:          get(keyModelName),
-		ModelSHA256:        get(keyModelSHA256),
-		K:                  getInt(keyK),
-		Distance:           get(keyDistance),
-		Engine:             get(keyEngine),
-		ShardSize:          getInt(keyShardSize),
-		Exclusions:         get(keyExclusions),
-		PairModelName:      get(keyPairModelName),
-		PairModelSHA256:    get(keyPairModelSHA256),
-		TopN:               getInt(keyTopN),
-		Producer:           get(keyProducer),
+		Stage:              md.String(keyStage),
+		EmbeddingsURI:      md.String(keyEmbeddingsURI),
+		EmbeddingsSnapshot: md.String(keyEmbeddingsSnapshot),
+		CatalogURI:         md.String(keyCatalogURI),
+		CatalogSnapshot:    md.String(keyCatalogSnapshot),
+		ModelName:          md.String(keyModelName),
+		ModelSHA256:        md.String(keyModelSHA256),
+		K:                  md.Int(keyK),
+		Distance:           md.String(keyDistance),
+		Engine:             md.String(keyEngine),
+		ShardSize:          md.Int(keyShardSize),
+		Exclusions:         md.String(keyExclusions),
+		PairModelName:      md.String(keyPairModelName),
+		PairModelSHA256:    md.String(keyPairModelSHA256),
+		TopN:               md.Int(keyTopN),
+		InputURI:           md.String(keyInputURI),
+		InputSnapshot:      md.String(keyInputSnapshot),
+		Producer:           md.String(keyProducer),
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := md.Err(); err != nil {
 		return p, err
 	}
 	return p, p.Validate()
@@ -274,6 +301,7 @@ const (
 	colQueryLabel     = "query_label"
 	colQueryCategory  = "query_category"
 	colQuerySequence  = "query_sequence"
+	colNRelevant      = "n_relevant"
 	colNeighborIDs    = "neighbor_ids"
 	colNeighborLabels = "neighbor_labels"
 	colDistances      = "distances"
@@ -296,6 +324,7 @@ func Schema(prov Provenance) *arrow.Schema {
 		{Name: colQueryLabel, Type: arrow.PrimitiveTypes.Int64},
 		{Name: colQueryCategory, Type: arrow.BinaryTypes.String, Nullable: true},
 		{Name: colQuerySequence, Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: colNRelevant, Type: arrow.PrimitiveTypes.Int64},
 		{Name: colNeighborIDs, Type: listOf(arrow.BinaryTypes.String)},
 		{Name: colNeighborLabels, Type: listOf(arrow.PrimitiveTypes.Int64)},
 		{Name: colDistances, Type: listOf(arrow.PrimitiveTypes.Float32)},
@@ -337,6 +366,15 @@ func (c *checker) check(i int, r *Record) []error {
 	}
 	if n > c.prov.K {
 		add("%d neighbours, more than k = %d", n, c.prov.K)
+	}
+	var hits int64
+	for _, l := range r.NeighborLabels {
+		if l == r.QueryLabel {
+			hits++
+		}
+	}
+	if r.NRelevant < 0 || r.NRelevant < hits {
+		add("n_relevant is %d, want ≥ 0 and ≥ the %d neighbours with the query's label %d", r.NRelevant, hits, r.QueryLabel)
 	}
 	for j, d := range r.Distances {
 		if !finite(d) {

@@ -47,6 +47,8 @@ func testProvenance(stage string, k int) Provenance {
 		Stage:              stage,
 		EmbeddingsURI:      "gs://runs/sop/embeddings",
 		EmbeddingsSnapshot: strings.Repeat("5e", 32),
+		CatalogURI:         "gs://data/sop/catalog.csv",
+		CatalogSnapshot:    strings.Repeat("c4", 32),
 		ModelName:          "vit-tiny-triplet",
 		ModelSHA256:        strings.Repeat("ab", 32),
 		K:                  k,
@@ -58,6 +60,7 @@ func testProvenance(stage string, k int) Provenance {
 	}
 	if stage == StageReranked {
 		p.PairModelName, p.PairModelSHA256, p.TopN = "stir-concat-siamese", strings.Repeat("cd", 32), 5
+		p.InputURI, p.InputSnapshot = "gs://runs/sop/neighbors", strings.Repeat("1f", 32)
 	}
 	return p
 }
@@ -100,7 +103,8 @@ func rerank(r *Record, scores []float32, topN int) {
 
 // makeRecords returns n valid records of prov's stage in a shuffled order: lists of every
 // length from 0 to prov.K (empty ones included), optional category and sequence, −0 and
-// equal distances, and in reranked files heads rescaled below zero.
+// equal distances, n_relevant from exactly the neighbours' hits to more (and > 0 with an
+// empty list), and in reranked files heads rescaled below zero.
 func makeRecords(n int, prov Provenance, seed uint64) []Record {
 	rng := rand.New(rand.NewPCG(seed, 11))
 	recs := make([]Record, n)
@@ -128,7 +132,11 @@ func makeRecords(n int, prov Provenance, seed uint64) []Record {
 				d += float32(rng.Float64()) / 4
 			}
 			r.Distances[j] = d
+			if r.NeighborLabels[j] == r.QueryLabel {
+				r.NRelevant++
+			}
 		}
+		r.NRelevant += int64(i % 3) // relevant items beyond the list, or none
 		if m > 0 && i%2 == 0 {
 			r.Distances[0] = float32(math.Copysign(0, -1))
 		}
@@ -204,7 +212,7 @@ func equalRecords(t *testing.T, got, want []Record) {
 	}
 	for i := range want {
 		g, w := got[i], want[i]
-		if g.QueryID != w.QueryID || g.QueryLabel != w.QueryLabel || g.QueryCategory != w.QueryCategory || g.QuerySequence != w.QuerySequence ||
+		if g.QueryID != w.QueryID || g.QueryLabel != w.QueryLabel || g.QueryCategory != w.QueryCategory || g.QuerySequence != w.QuerySequence || g.NRelevant != w.NRelevant ||
 			!slices.Equal(g.NeighborIDs, w.NeighborIDs) || !slices.Equal(g.NeighborLabels, w.NeighborLabels) ||
 			!equalFloats(g.Distances, w.Distances) || !equalFloats(g.PairScores, w.PairScores) {
 			t.Fatalf("record %d:\n got %+v\nwant %+v", i, g, w)
@@ -278,7 +286,7 @@ func TestRoundTrip(t *testing.T) {
 func TestTestRecordsCoverTheAwkwardCases(t *testing.T) {
 	// The round trips above only mean something if the records hold what they claim to.
 	prov := testProvenance(StageReranked, 10)
-	var empty, full, negative, ties bool
+	var empty, full, negative, ties, exactHits, moreRelevant, relevantBeyondEmpty bool
 	for _, r := range makeRecords(60, prov, 1) {
 		n := len(r.NeighborIDs)
 		empty = empty || n == 0
@@ -287,9 +295,22 @@ func TestTestRecordsCoverTheAwkwardCases(t *testing.T) {
 			negative = negative || d < 0
 			ties = ties || j > 0 && d == r.Distances[j-1]
 		}
+		var hits int64
+		for _, l := range r.NeighborLabels {
+			if l == r.QueryLabel {
+				hits++
+			}
+		}
+		exactHits = exactHits || hits > 0 && r.NRelevant == hits
+		moreRelevant = moreRelevant || hits > 0 && r.NRelevant > hits
+		relevantBeyondEmpty = relevantBeyondEmpty || n == 0 && r.NRelevant > 0
 	}
 	if !empty || !full || !negative || !ties {
 		t.Errorf("reranked test records: empty %t, full %t, negative %t, ties %t; want all", empty, full, negative, ties)
+	}
+	if !exactHits || !moreRelevant || !relevantBeyondEmpty {
+		t.Errorf("reranked test records: n_relevant = hits > 0 %t, > hits > 0 %t, > 0 with an empty list %t; want all",
+			exactHits, moreRelevant, relevantBeyondEmpty)
 	}
 	var negZero bool
 	for _, r := range makeRecords(60, testProvenance(StageNeighbors, 10), 1) {
@@ -308,8 +329,8 @@ func TestEmptyLists(t *testing.T) {
 			prov := testProvenance(stage, 3)
 			recs := []Record{
 				{QueryID: "b", QueryLabel: 2},
-				{QueryID: "a", QueryLabel: 1, QueryCategory: "mug", NeighborIDs: []string{}, NeighborLabels: []int64{}, Distances: []float32{}, PairScores: []float32{}},
-				{QueryID: "c", QueryLabel: 3, NeighborIDs: []string{"x"}, NeighborLabels: []int64{3}, Distances: []float32{0.5}},
+				{QueryID: "a", QueryLabel: 1, QueryCategory: "mug", NRelevant: 2, NeighborIDs: []string{}, NeighborLabels: []int64{}, Distances: []float32{}, PairScores: []float32{}},
+				{QueryID: "c", QueryLabel: 3, NRelevant: 1, NeighborIDs: []string{"x"}, NeighborLabels: []int64{3}, Distances: []float32{0.5}},
 			}
 			if stage == StageReranked {
 				recs[1].PairScores = nil
@@ -503,12 +524,13 @@ func dirFiles(t *testing.T, dir string) []string {
 	return out
 }
 
-// validRecords returns three valid records sorted by id: q1 with 3 neighbours, q2 with 2,
-// q3 with none; reranked ones have pair scores for their head (top_n 2).
+// validRecords returns three valid records sorted by id: q1 with 3 neighbours, 2 of them
+// relevant, and n_relevant 2; q2 with 2 irrelevant ones and n_relevant 4; q3 with none and
+// n_relevant 0. Reranked ones have pair scores for their head (top_n 2).
 func validRecords(reranked bool) []Record {
 	recs := []Record{
-		{QueryID: "q1", QueryLabel: 1, NeighborIDs: []string{"g1", "g2", "g3"}, NeighborLabels: []int64{1, 2, 1}, Distances: []float32{0.1, 0.2, 0.2}},
-		{QueryID: "q2", QueryLabel: 2, QuerySequence: "s", NeighborIDs: []string{"g3", "g1"}, NeighborLabels: []int64{1, 1}, Distances: []float32{0, 1.5}},
+		{QueryID: "q1", QueryLabel: 1, NRelevant: 2, NeighborIDs: []string{"g1", "g2", "g3"}, NeighborLabels: []int64{1, 2, 1}, Distances: []float32{0.1, 0.2, 0.2}},
+		{QueryID: "q2", QueryLabel: 2, QuerySequence: "s", NRelevant: 4, NeighborIDs: []string{"g3", "g1"}, NeighborLabels: []int64{1, 1}, Distances: []float32{0, 1.5}},
 		{QueryID: "q3", QueryLabel: 3},
 	}
 	if reranked {
@@ -559,6 +581,10 @@ func TestWriteRejectsBadRecords(t *testing.T) {
 			[]string{`query "q2"`, "pair_scores[1] is 1.5, want a score in [0, 1]"}},
 		{"pair scores out of order", true, func(r []Record, _ *Provenance) { r[0].PairScores = []float32{0.3, 0.2} },
 			[]string{`query "q1"`, "pair_scores[1] = 0.2 is less than pair_scores[0] = 0.3"}},
+		{"negative n_relevant", false, func(r []Record, _ *Provenance) { r[2].NRelevant = -1 },
+			[]string{`query "q3"`, "n_relevant is -1, want ≥ 0 and ≥ the 0 neighbours with the query's label 3"}},
+		{"n_relevant below the hits", true, func(r []Record, _ *Provenance) { r[0].NRelevant = 1 },
+			[]string{`query "q1"`, "n_relevant is 1, want ≥ 0 and ≥ the 2 neighbours with the query's label 1"}},
 		{"every problem at once", false, func(r []Record, _ *Provenance) {
 			r[0].Distances[0] = 9
 			r[1].NeighborIDs[0] = "g1"
@@ -569,6 +595,12 @@ func TestWriteRejectsBadRecords(t *testing.T) {
 		{"pair model in a neighbours file", false, func(_ []Record, p *Provenance) { p.TopN = 5 }, []string{"has no pair model or top_n"}},
 		{"reranked without top_n", true, func(_ []Record, p *Provenance) { p.TopN = 0 }, []string{"top_n must be ≥ 1"}},
 		{"reranked without pair model", true, func(_ []Record, p *Provenance) { p.PairModelName = "" }, []string{"without a pair model name"}},
+		{"input in a neighbours file", false, func(_ []Record, p *Provenance) { p.InputURI = "gs://runs/nn" },
+			[]string{`stage "neighbors" has no input neighbours output, got input_uri "gs://runs/nn"`}},
+		{"reranked without input", true, func(_ []Record, p *Provenance) { p.InputURI = "" },
+			[]string{"reranked file without the URI of the neighbours output"}},
+		{"reranked with a bad input snapshot", true, func(_ []Record, p *Provenance) { p.InputSnapshot = "abc" },
+			[]string{`input snapshot "abc" of a reranked file is not 64 hex digits`}},
 	} {
 		for _, ext := range []string{ExtParquet, ExtArrow} {
 			t.Run(tc.name+ext, func(t *testing.T) {
@@ -656,6 +688,7 @@ func TestReadFileChecksRecords(t *testing.T) {
 		{"descending", func(r []Record) { r[1].Distances = []float32{1, 0.5} }, `row 1: query "q2": distances[1] = 0.5 is less than distances[0] = 1`},
 		{"ragged", func(r []Record) { r[0].NeighborLabels = r[0].NeighborLabels[:1] }, `row 0: query "q1": 3 neighbor ids, 1 labels`},
 		{"duplicate query", func(r []Record) { r[2].QueryID = "q2" }, `row 2: query "q2" after "q2", want rows sorted by unique query id`},
+		{"n_relevant below the hits", func(r []Record) { r[0].NRelevant = 0 }, `row 0: query "q1": n_relevant is 0, want ≥ 0 and ≥ the 2 neighbours`},
 	} {
 		for _, ext := range []string{ExtParquet, ExtArrow} {
 			uri := filepath.Join(t.TempDir(), "bad"+ext)
@@ -701,7 +734,7 @@ func TestReadFileRefusesOtherFiles(t *testing.T) {
 	}
 	for _, tc := range []struct{ uri, want string }{
 		{rej, `stir.format is "stir.rejects/v1", want "stir.neighbors/v1" (not a neighbour file)`},
-		{mixed, "7 columns, want 8"},
+		{mixed, "8 columns, want 9"},
 		{garbage, "not a readable Arrow IPC file"},
 		{filepath.Join(dir, "missing.parquet"), "no such file"},
 	} {
@@ -788,6 +821,14 @@ func TestOpenErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, []string{ShardName(0, 2, ExtParquet), "stir.embeddings.snapshot", strings.Repeat("77", 32)}},
+		{"shard from another catalog", func(t *testing.T, dir string) {
+			writeOutput(t, ctx, dir, ExtArrow, recs, 2, prov)
+			other := prov
+			other.CatalogURI = "gs://data/other.csv"
+			if _, err := WriteIPCShard(ctx, filepath.Join(dir, ShardName(1, 2, ExtArrow)), sorted(recs)[10:], other); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{ShardName(1, 2, ExtArrow), `stir.catalog.uri is "gs://data/other.csv", want "gs://data/sop/catalog.csv"`}},
 		{"shard rewritten after the manifest", func(t *testing.T, dir string) {
 			writeOutput(t, ctx, dir, ExtArrow, recs, 2, prov)
 			if _, err := WriteIPCShard(ctx, filepath.Join(dir, ShardName(0, 2, ExtArrow)), sorted(recs)[:3], prov); err != nil {

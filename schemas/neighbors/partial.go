@@ -37,9 +37,11 @@ func CompareNeighbors(da, db float32, ia, ib string) int {
 
 // Merge merges the lists of one query from disjoint gallery shards into its top k, ordered
 // by distance then neighbour id. The result is the global top k if every part is the top k
-// of its shard under that same order (ties at a part's cut-off broken by id). All parts must
-// describe the same query (id, label, category, sequence) and hold no pair scores; a
-// neighbour found in two parts is an error (gallery shards are disjoint).
+// of its shard under that same order (ties at a part's cut-off broken by id). Its
+// NRelevant is the sum of the parts' (each counts the relevant items of its own shard), so
+// it counts the whole gallery if the parts cover it. All parts must describe the same query
+// (id, label, category, sequence) and hold no pair scores; a neighbour found in two parts is
+// an error (gallery shards are disjoint).
 func Merge(k int, parts ...Record) (Record, error) {
 	if len(parts) == 0 {
 		return Record{}, errors.New("merge: no partial lists")
@@ -66,6 +68,7 @@ func Merge(k int, parts ...Record) (Record, error) {
 		for j, id := range p.NeighborIDs {
 			cands = append(cands, cand{id, p.NeighborLabels[j], p.Distances[j]})
 		}
+		out.NRelevant += p.NRelevant
 	}
 	seen := make(map[string]bool, len(cands))
 	for _, c := range cands {
@@ -86,8 +89,9 @@ func Merge(k int, parts ...Record) (Record, error) {
 }
 
 // MergeFiles reads the partial files of one query tile (one per gallery shard, in any
-// order), merges each query's lists into its top prov.K with Merge, and writes the result
-// with WriteFile at out (the format follows its extension). prov is the final provenance
+// order), merges each query's lists into its top prov.K with Merge, summing the partials'
+// n_relevant, and writes the result with WriteFile at out (the format follows its
+// extension). prov is the final provenance
 // (stage StageNeighbors); each partial must carry the same with stage StagePartial, and all
 // partials must list the same queries, so that a missing or stale partial is an error.
 func MergeFiles(ctx context.Context, out string, partials []string, prov Provenance) (ShardInfo, error) {

@@ -15,33 +15,37 @@ import (
 )
 
 func TestMerge(t *testing.T) {
-	q := func(ids []string, d []float32) Record {
+	// q is a part whose n_relevant is n, the relevant items of its shard (any number ≥ the
+	// neighbours' hits: the labels here never equal the query's 7).
+	q := func(n int64, ids []string, d []float32) Record {
 		labels := make([]int64, len(ids))
 		for i, id := range ids {
 			labels[i] = int64(len(id) + i) // any value that travels with its id
 		}
-		return Record{QueryID: "q", QueryLabel: 7, QueryCategory: "mug", NeighborIDs: ids, NeighborLabels: labels, Distances: d}
+		return Record{QueryID: "q", QueryLabel: 7, QueryCategory: "mug", NRelevant: n, NeighborIDs: ids, NeighborLabels: labels, Distances: d}
 	}
 	for _, tc := range []struct {
-		name    string
-		k       int
-		parts   []Record
-		wantIDs []string
-		wantErr string
+		name         string
+		k            int
+		parts        []Record
+		wantIDs      []string
+		wantRelevant int64
+		wantErr      string
 	}{
-		{"interleaved and cut at k", 3, []Record{q([]string{"a", "c"}, []float32{0.1, 0.3}), q([]string{"b", "d"}, []float32{0.2, 0.4})},
-			[]string{"a", "b", "c"}, ""},
-		{"ties broken by id across parts", 4, []Record{q([]string{"z", "m"}, []float32{0.5, 0.5}), q([]string{"b", "y"}, []float32{0.5, 0.6})},
-			[]string{"b", "m", "z", "y"}, ""},
-		{"empty parts", 2, []Record{q(nil, nil), q([]string{"x"}, []float32{1}), q([]string{}, []float32{})}, []string{"x"}, ""},
-		{"all empty", 2, []Record{q(nil, nil), q(nil, nil)}, []string{}, ""},
-		{"neighbour in two parts", 3, []Record{q([]string{"a"}, []float32{0.1}), q([]string{"a"}, []float32{0.3})}, nil,
+		{"interleaved and cut at k", 3, []Record{q(2, []string{"a", "c"}, []float32{0.1, 0.3}), q(5, []string{"b", "d"}, []float32{0.2, 0.4})},
+			[]string{"a", "b", "c"}, 7, ""},
+		{"ties broken by id across parts", 4, []Record{q(0, []string{"z", "m"}, []float32{0.5, 0.5}), q(1, []string{"b", "y"}, []float32{0.5, 0.6})},
+			[]string{"b", "m", "z", "y"}, 1, ""},
+		{"empty parts", 2, []Record{q(3, nil, nil), q(0, []string{"x"}, []float32{1}), q(4, []string{}, []float32{})}, []string{"x"}, 7, ""},
+		{"all empty", 2, []Record{q(0, nil, nil), q(0, nil, nil)}, []string{}, 0, ""},
+		{"one part", 2, []Record{q(9, []string{"x", "y", "z"}, []float32{1, 2, 3})}, []string{"x", "y"}, 9, ""},
+		{"neighbour in two parts", 3, []Record{q(0, []string{"a"}, []float32{0.1}), q(0, []string{"a"}, []float32{0.3})}, nil, 0,
 			`neighbour "a" is in two parts`},
-		{"other query", 3, []Record{q([]string{"a"}, []float32{0.1}), {QueryID: "r"}}, nil, `part 1 is query "r"`},
-		{"other label", 3, []Record{q(nil, nil), {QueryID: "q", QueryLabel: 8, QueryCategory: "mug"}}, nil, "label 8"},
-		{"pair scores", 3, []Record{{QueryID: "q", NeighborIDs: []string{"a"}, NeighborLabels: []int64{1}, Distances: []float32{1}, PairScores: []float32{0.2}}}, nil,
+		{"other query", 3, []Record{q(0, []string{"a"}, []float32{0.1}), {QueryID: "r"}}, nil, 0, `part 1 is query "r"`},
+		{"other label", 3, []Record{q(0, nil, nil), {QueryID: "q", QueryLabel: 8, QueryCategory: "mug"}}, nil, 0, "label 8"},
+		{"pair scores", 3, []Record{{QueryID: "q", NeighborIDs: []string{"a"}, NeighborLabels: []int64{1}, Distances: []float32{1}, PairScores: []float32{0.2}}}, nil, 0,
 			"no pair scores"},
-		{"no parts", 3, nil, nil, "no partial lists"},
+		{"no parts", 3, nil, nil, 0, "no partial lists"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Merge(tc.k, tc.parts...)
@@ -54,8 +58,8 @@ func TestMerge(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.QueryID != "q" || got.QueryLabel != 7 || got.QueryCategory != "mug" || !slices.Equal(got.NeighborIDs, tc.wantIDs) {
-				t.Fatalf("Merge = %+v, want neighbours %v", got, tc.wantIDs)
+			if got.QueryID != "q" || got.QueryLabel != 7 || got.QueryCategory != "mug" || !slices.Equal(got.NeighborIDs, tc.wantIDs) || got.NRelevant != tc.wantRelevant {
+				t.Fatalf("Merge = %+v, want neighbours %v and n_relevant %d", got, tc.wantIDs, tc.wantRelevant)
 			}
 			// Labels and distances travel with their ids.
 			for j, id := range got.NeighborIDs {
@@ -85,20 +89,25 @@ func shardOf(id string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// topK ranks the given gallery items for a query by CompareNeighbors and keeps k.
+// topK ranks the given gallery items for a query by CompareNeighbors and keeps k; its
+// n_relevant counts the items with the query's label, the query itself excluded.
 func topK(query Record, items []galleryItem, dist func(q, g string) float32, k int) Record {
 	type cand struct {
 		galleryItem
 		d float32
 	}
 	var cands []cand
+	r := query
+	r.NRelevant = 0
 	for _, g := range items {
 		if g.id != query.QueryID {
 			cands = append(cands, cand{g, dist(query.QueryID, g.id)})
+			if g.label == query.QueryLabel {
+				r.NRelevant++
+			}
 		}
 	}
 	slices.SortFunc(cands, func(a, b cand) int { return CompareNeighbors(a.d, b.d, a.id, b.id) })
-	r := query
 	r.NeighborIDs, r.NeighborLabels, r.Distances = []string{}, []int64{}, []float32{}
 	for _, c := range cands[:min(k, len(cands))] {
 		r.NeighborIDs = append(r.NeighborIDs, c.id)
@@ -156,8 +165,10 @@ func TestMergeMatchesGlobalTopK(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := topK(q, f.all, f.dist, tc.k); !slices.Equal(got.NeighborIDs, want.NeighborIDs) || !equalFloats(got.Distances, want.Distances) || !slices.Equal(got.NeighborLabels, want.NeighborLabels) {
-				t.Fatalf("%+v query %s: merged %v %v, global top-k %v %v", tc, q.QueryID, got.NeighborIDs, got.Distances, want.NeighborIDs, want.Distances)
+			if want := topK(q, f.all, f.dist, tc.k); !slices.Equal(got.NeighborIDs, want.NeighborIDs) || !equalFloats(got.Distances, want.Distances) ||
+				!slices.Equal(got.NeighborLabels, want.NeighborLabels) || got.NRelevant != want.NRelevant {
+				t.Fatalf("%+v query %s: merged %v %v n_relevant %d, global top-k %v %v n_relevant %d",
+					tc, q.QueryID, got.NeighborIDs, got.Distances, got.NRelevant, want.NeighborIDs, want.Distances, want.NRelevant)
 			}
 		}
 	}

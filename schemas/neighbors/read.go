@@ -67,7 +67,7 @@ func eachInFile(ctx context.Context, uri string, want *Provenance, bytes int64, 
 	}
 	defer f.Close()
 	if bytes >= 0 {
-		if err := checkSize(uri, size, bytes); err != nil {
+		if err := pqfile.CheckSize(uri, size, bytes); err != nil {
 			return Provenance{}, fmt.Errorf("neighbours: %w", err)
 		}
 	}
@@ -115,7 +115,7 @@ func eachInFile(ctx context.Context, uri string, want *Provenance, bytes int64, 
 // columns are the typed columns of one record batch.
 type columns struct {
 	id, category, sequence *array.String
-	label                  *array.Int64
+	label, nRelevant       *array.Int64
 	ids, labels, dists     *array.List
 	scores                 *array.List // nil unless reranked
 	idValues               *array.String
@@ -135,6 +135,8 @@ func bindColumns(rec arrow.RecordBatch, uri string, reranked bool) (*columns, er
 	c.sequence, err = pqfile.Column[*array.String](rec, uri, colQuerySequence)
 	bind(err)
 	c.label, err = pqfile.Column[*array.Int64](rec, uri, colQueryLabel)
+	bind(err)
+	c.nRelevant, err = pqfile.Column[*array.Int64](rec, uri, colNRelevant)
 	bind(err)
 	c.ids, err = pqfile.Column[*array.List](rec, uri, colNeighborIDs)
 	bind(err)
@@ -164,6 +166,7 @@ func (c *columns) record(i int) Record {
 	r := Record{
 		QueryID:    strings.Clone(c.id.Value(i)),
 		QueryLabel: c.label.Value(i),
+		NRelevant:  c.nRelevant.Value(i),
 	}
 	if c.category.IsValid(i) {
 		r.QueryCategory = strings.Clone(c.category.Value(i))
@@ -203,38 +206,25 @@ func Open(ctx context.Context, dir string) (*Reader, error) {
 		return nil, err
 	}
 	r := &Reader{dir: dir, m: m}
-	var errs []error
-	for _, s := range m.Shards {
-		uri := blob.Join(dir, s.File)
-		if blob.IsGCS(uri) {
-			size, err := blob.Size(ctx, uri)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("shard listed in %s: %w", ManifestFile, err))
-			} else if err := checkSize(uri, size, s.Bytes); err != nil {
-				errs = append(errs, err)
-			}
-			continue
-		}
-		if err := r.checkShard(ctx, s); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	err = pqfile.CheckListed(ctx, dir, m.Shards, func(uri string, s ShardInfo) error {
+		return r.checkShard(ctx, uri, s)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("neighbours %s: %w", dir, err)
 	}
 	return r, nil
 }
 
-// checkShard opens a shard and compares its size, provenance and schema with the manifest.
-func (r *Reader) checkShard(ctx context.Context, s ShardInfo) error {
-	uri := blob.Join(r.dir, s.File)
+// checkShard opens the shard s at uri and compares its size, provenance and schema with the
+// manifest.
+func (r *Reader) checkShard(ctx context.Context, uri string, s ShardInfo) error {
 	f, size, err := openTable(ctx, uri)
 	if err != nil {
 		return fmt.Errorf("shard listed in %s: %w", ManifestFile, err)
 	}
 	defer f.Close()
 	var errs []error
-	errs = append(errs, checkSize(uri, size, s.Bytes))
+	errs = append(errs, pqfile.CheckSize(uri, size, s.Bytes))
 	prov, err := provenanceFromKV(f.KeyValue())
 	if err == nil {
 		err = diffProvenance(prov, r.m.Provenance)
@@ -247,14 +237,6 @@ func (r *Reader) checkShard(ctx context.Context, s ShardInfo) error {
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("shard %s does not match %s: %w", uri, ManifestFile, err)
-	}
-	return nil
-}
-
-// checkSize compares a shard's size with the manifest's.
-func checkSize(uri string, size, want int64) error {
-	if size != want {
-		return fmt.Errorf("%s: %d bytes, manifest says %d (file changed after the manifest was written?)", uri, size, want)
 	}
 	return nil
 }
@@ -289,13 +271,5 @@ func (r *Reader) Each(ctx context.Context, fn func(Record) error) error {
 
 // ReadAll returns every record, in the order of Each.
 func (r *Reader) ReadAll(ctx context.Context) ([]Record, error) {
-	out := make([]Record, 0, r.m.Rows)
-	err := r.Each(ctx, func(rec Record) error {
-		out = append(out, rec)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return pqfile.Collect(r.m.Rows, func(fn func(Record) error) error { return r.Each(ctx, fn) })
 }

@@ -18,7 +18,7 @@ var rowGroupBytes = 32 << 20
 
 // rowGroupRows returns the rows per row group for lists of up to k neighbours.
 func rowGroupRows(k int) int {
-	const perRow, perNeighbor = 96, 40 // query columns; an id, a label and a distance, roughly
+	const perRow, perNeighbor = 104, 40 // query columns; an id, a label and a distance, roughly
 	return max(16, min(1<<16, rowGroupBytes/(perRow+perNeighbor*k)))
 }
 
@@ -94,15 +94,16 @@ func appendRecord(b *array.RecordBuilder, r *Record) {
 	b.Field(1).(*array.Int64Builder).Append(r.QueryLabel)
 	appendOptional(b.Field(2).(*array.StringBuilder), r.QueryCategory)
 	appendOptional(b.Field(3).(*array.StringBuilder), r.QuerySequence)
-	lb := b.Field(4).(*array.ListBuilder)
+	b.Field(4).(*array.Int64Builder).Append(r.NRelevant)
+	lb := b.Field(5).(*array.ListBuilder)
 	lb.Append(true)
 	lb.ValueBuilder().(*array.StringBuilder).AppendValues(r.NeighborIDs, nil)
-	lb = b.Field(5).(*array.ListBuilder)
+	lb = b.Field(6).(*array.ListBuilder)
 	lb.Append(true)
 	lb.ValueBuilder().(*array.Int64Builder).AppendValues(r.NeighborLabels, nil)
-	appendFloats(b.Field(6).(*array.ListBuilder), r.Distances)
-	if b.Schema().NumFields() > 7 {
-		appendFloats(b.Field(7).(*array.ListBuilder), r.PairScores)
+	appendFloats(b.Field(7).(*array.ListBuilder), r.Distances)
+	if b.Schema().NumFields() > 8 {
+		appendFloats(b.Field(8).(*array.ListBuilder), r.PairScores)
 	}
 }
 

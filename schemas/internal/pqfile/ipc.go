@@ -19,21 +19,11 @@ func WriteIPC[T any](ctx context.Context, uri string, recs []T, spec Spec[T]) (I
 	if spec.RowGroupRows < 1 {
 		return Info{}, fmt.Errorf("write %s: record batch size must be ≥ 1, got %d", uri, spec.RowGroupRows)
 	}
-	info, err := Publish(ctx, uri, func(w io.Writer) error {
-		// One writer per file, used by this goroutine only: an IPC writer is not safe for
-		// concurrent use.
-		fw, err := ipc.NewFileWriter(w, ipc.WithSchema(spec.Schema), ipc.WithAllocator(memory.DefaultAllocator))
-		if err != nil {
-			return err
-		}
-		err = writeBatches(ctx, recs, spec, fw.Write)
-		if cerr := fw.Close(); err == nil {
-			err = cerr
-		}
-		return err
+	// One writer per file, used by this goroutine only: an IPC writer is not safe for
+	// concurrent use.
+	return publishBatches(ctx, uri, recs, spec, func(w io.Writer) (batchWriter, error) {
+		return ipc.NewFileWriter(w, ipc.WithSchema(spec.Schema), ipc.WithAllocator(memory.DefaultAllocator))
 	})
-	info.Rows = int64(len(recs))
-	return info, err
 }
 
 // IPCFile is an open Arrow IPC file. A local file is read in place, one record batch at a

@@ -119,10 +119,15 @@ func TestCheckShards(t *testing.T) {
 		{"twice", []Info{{"a.parquet", 1, 10, sha}, {"a.parquet", 1, 10, sha}}, 2, "listed twice"},
 		{"empty file", []Info{{"a.parquet", 0, 0, sha}}, 0, "bytes 0"},
 		{"sha", []Info{{"a.parquet", 0, 1, "00"}}, 0, "64 hex digits"},
+		{"total", []Info{{"a.parquet", 2, 10, sha}, {"b.arrow", 3, 10, sha}}, 6, "rows is 6 but the shards hold 5"},
+		{"total of none", nil, 1, "rows is 1 but the shards hold 0"},
 	} {
-		rows, err := CheckShards(tc.shards, ".parquet", ".arrow")
-		if rows != tc.rows || (err == nil) != (tc.errHas == "") || (err != nil && !strings.Contains(err.Error(), tc.errHas)) {
-			t.Errorf("%s: CheckShards = %d, %v; want %d and an error containing %q", tc.name, rows, err, tc.rows, tc.errHas)
+		err := CheckShards(tc.rows, tc.shards, ".parquet", ".arrow")
+		if (err == nil) != (tc.errHas == "") || (err != nil && !strings.Contains(err.Error(), tc.errHas)) {
+			t.Errorf("%s: CheckShards = %v, want an error containing %q", tc.name, err, tc.errHas)
+		}
+		if got := TotalRows(tc.shards); tc.errHas == "" && got != tc.rows {
+			t.Errorf("%s: TotalRows = %d, want %d", tc.name, got, tc.rows)
 		}
 	}
 }

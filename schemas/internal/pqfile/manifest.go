@@ -1,13 +1,121 @@
 package pqfile
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/stirpipe/stirpipe/schemas/blob"
 )
+
+// ManifestFile is the name of a stage output's manifest inside its directory. It is
+// written last, once every shard is, so its presence marks the output complete.
+const ManifestFile = "_manifest.json"
+
+// Validator is a manifest that reports its own problems.
+type Validator interface {
+	Validate() error
+}
+
+// Output names one kind of stage output in the errors of its manifest's reading and
+// writing.
+type Output struct {
+	// Name starts the errors, e.g. "embeddings" gives "embeddings manifest URI: …".
+	Name string
+	// Incomplete says what a directory without a manifest is, e.g. "embeddings output
+	// incomplete or not an embeddings directory".
+	Incomplete string
+	// Rerun says what writes the manifest, e.g. "rerun the embed stage".
+	Rerun string
+}
+
+// WriteManifest validates m and writes it atomically as indented JSON (with a final
+// newline) at dir/_manifest.json. Call it last, once every shard is written.
+func (o Output) WriteManifest(ctx context.Context, dir string, m Validator) error {
+	uri := blob.Join(dir, ManifestFile)
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("%s manifest %s: %w", o.Name, uri, err)
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("%s manifest %s: %w", o.Name, uri, err)
+	}
+	return blob.WriteFile(ctx, uri, append(data, '\n'))
+}
+
+// ReadManifest decodes dir/_manifest.json into m, a pointer, refusing unknown fields, and
+// validates it. A missing manifest gives an error that says the output is incomplete and
+// wraps fs.ErrNotExist.
+func (o Output) ReadManifest(ctx context.Context, dir string, m Validator) error {
+	uri := blob.Join(dir, ManifestFile)
+	data, err := blob.ReadFile(ctx, uri)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %s: %s is missing (it is written last, once every shard is done; %s): %w",
+			dir, o.Incomplete, ManifestFile, o.Rerun, err)
+	}
+	if err != nil {
+		return fmt.Errorf("%s manifest: %w", o.Name, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(m); err != nil {
+		return fmt.Errorf("%s manifest %s: decode: %w", o.Name, uri, err)
+	}
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("%s manifest %s: %w", o.Name, uri, err)
+	}
+	return nil
+}
+
+// ManifestSHA256 returns the hex SHA-256 of dir/_manifest.json, the snapshot id of a stage
+// output: it changes whenever any shard changes, since the manifest lists every shard's
+// hash.
+func ManifestSHA256(ctx context.Context, dir string) (string, error) {
+	data, err := blob.ReadFile(ctx, blob.Join(dir, ManifestFile))
+	if err != nil {
+		return "", fmt.Errorf("snapshot of %s: %w", dir, err)
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// CheckSize reports a file whose size is not the one its manifest lists.
+func CheckSize(uri string, size, want int64) error {
+	if size != want {
+		return fmt.Errorf("%s: %d bytes, manifest says %d (file changed after the manifest was written?)", uri, size, want)
+	}
+	return nil
+}
+
+// CheckListed checks that every shard listed in dir's manifest is there, and returns every
+// problem: a gs:// shard by its size only (anything more would download it), a local one
+// with checkLocal (given its URI), which should open it and compare its size, schema and
+// metadata with the manifest.
+func CheckListed(ctx context.Context, dir string, shards []Info, checkLocal func(uri string, s Info) error) error {
+	var errs []error
+	for _, s := range shards {
+		uri := blob.Join(dir, s.File)
+		if !blob.IsGCS(uri) {
+			errs = append(errs, checkLocal(uri, s))
+			continue
+		}
+		size, err := blob.Size(ctx, uri)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("shard listed in %s: %w", ManifestFile, err))
+			continue
+		}
+		errs = append(errs, CheckSize(uri, size, s.Bytes))
+	}
+	return errors.Join(errs...)
+}
 
 // SortShards returns a copy of shards sorted by file name, the order a manifest lists them.
 func SortShards(shards []Info) []Info {
@@ -16,11 +124,13 @@ func SortShards(shards []Info) []Info {
 	return out
 }
 
-// CheckShards reports every problem of a manifest's shard list and returns the rows it
-// holds: each file must be a plain name inside the output directory (no separator, not
-// hidden, not starting with "_" like the manifest or a temporary directory) ending in one of
-// exts, listed once, with rows ≥ 0, bytes > 0 and a 64-hex-digit SHA-256.
-func CheckShards(shards []Info, exts ...string) (rows int64, err error) {
+// CheckShards reports every problem of a manifest's shard list and of its total, rows: each
+// file must be a plain name inside the output directory (no separator, not hidden, not
+// starting with "_" like the manifest or a temporary directory) ending in one of exts,
+// listed once, with rows ≥ 0, bytes > 0 and a 64-hex-digit SHA-256, and rows must be the
+// sum of the shards' rows.
+func CheckShards(rows int64, shards []Info, exts ...string) error {
+	var sum int64
 	var errs []error
 	seen := make(map[string]bool, len(shards))
 	for i, s := range shards {
@@ -39,7 +149,34 @@ func CheckShards(shards []Info, exts ...string) (rows int64, err error) {
 		if b, err := hex.DecodeString(s.SHA256); err != nil || len(b) != 32 {
 			errs = append(errs, fmt.Errorf("shard %s: sha256 %q is not 64 hex digits", s.File, s.SHA256))
 		}
-		rows += s.Rows
+		sum += s.Rows
 	}
-	return rows, errors.Join(errs...)
+	if sum != rows {
+		errs = append(errs, fmt.Errorf("rows is %d but the shards hold %d", rows, sum))
+	}
+	return errors.Join(errs...)
+}
+
+// TotalRows returns the sum of the shards' rows.
+func TotalRows(shards []Info) int64 {
+	var n int64
+	for _, s := range shards {
+		n += s.Rows
+	}
+	return n
+}
+
+// Collect returns, in order, every value that each passes to its callback, in a slice of
+// capacity n (the number expected, e.g. a manifest's rows). each stops at the callback's
+// first error, which Collect returns.
+func Collect[T any](n int64, each func(fn func(T) error) error) ([]T, error) {
+	out := make([]T, 0, n)
+	err := each(func(v T) error {
+		out = append(out, v)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -2,7 +2,8 @@
 // package schemas (embeddings, rejects, neighbors): it sorts records into a deterministic
 // order, builds Arrow record batches one row group at a time, writes them to one Parquet or
 // Arrow IPC file published atomically through package blob, opens such files again, locally
-// or on gs://, for streaming reads, and checks the shard lists of manifests.
+// or on gs://, for streaming reads, reads typed values from their key-value metadata, and
+// writes, reads and checks the JSON manifests that list a stage output's shards.
 //
 // The same records and schema always give the same bytes: the order is fixed by the caller's
 // comparison, and nothing time- or host-dependent is written.
@@ -69,9 +70,23 @@ func Write[T any](ctx context.Context, uri string, recs []T, spec Spec[T]) (Info
 		parquet.WithMaxRowGroupLength(int64(spec.RowGroupRows)),
 		parquet.WithDictionaryDefault(true),
 	}, spec.Props...)
-	info, err := Publish(ctx, uri, func(w io.Writer) error {
-		fw, err := pqarrow.NewFileWriter(spec.Schema, w, parquet.NewWriterProperties(props...),
+	return publishBatches(ctx, uri, recs, spec, func(w io.Writer) (batchWriter, error) {
+		return pqarrow.NewFileWriter(spec.Schema, w, parquet.NewWriterProperties(props...),
 			pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	})
+}
+
+// batchWriter is a Parquet or Arrow IPC file writer.
+type batchWriter interface {
+	Write(arrow.RecordBatch) error
+	Close() error
+}
+
+// publishBatches publishes with Publish the file that the writer from open makes of recs,
+// written with writeBatches, and returns its Info with Rows set.
+func publishBatches[T any](ctx context.Context, uri string, recs []T, spec Spec[T], open func(w io.Writer) (batchWriter, error)) (Info, error) {
+	info, err := Publish(ctx, uri, func(w io.Writer) error {
+		fw, err := open(w)
 		if err != nil {
 			return err
 		}

@@ -10,7 +10,7 @@
 // (default) or, with --sums, each vector's sum taken in float64 in element order. Every
 // other column is printed as row objects (BIGINT as strings), except in --sums mode.
 // Floats are printed exactly: a float32 is exact as a JS number, and −0 keeps its sign.
-import { DuckDBInstance } from '@duckdb/node-api';
+import { connect, describe, quote } from './duck.mjs';
 
 const args = process.argv.slice(2);
 const sums = args.includes('--sums');
@@ -20,27 +20,13 @@ if (files.length === 0) {
   process.exit(2);
 }
 
-const quote = (s) => `'${s.replaceAll("'", "''")}'`;
-
-const instance = await DuckDBInstance.create(':memory:');
-const conn = await instance.connect();
-const all = (sql) => conn.runAndReadAll(sql).then((r) => r.getRowObjectsJson());
+const { all, close } = await connect();
 
 const out = [];
 for (const file of files) {
   const src = `read_parquet(${quote(file)})`;
-  const kv = {};
-  for (const { key, value } of await all(
-    `SELECT decode(key) AS key, decode(value) AS value FROM parquet_kv_metadata(${quote(file)})`,
-  )) {
-    if (key !== 'ARROW:schema') kv[key] = value;
-  }
-  const columns = {};
-  for (const c of await all(`DESCRIBE SELECT * FROM ${src}`)) {
-    columns[c.column_name] = c.column_type;
-  }
-  const [{ n }] = await all(`SELECT count(*) AS n FROM ${src}`);
-  const res = { file, rows: Number(n), columns, kv };
+  const res = await describe(all, file);
+  const { columns, kv } = res;
 
   if ('embedding' in columns) {
     const dim = Number(kv['stir.model.dim']);
@@ -62,7 +48,7 @@ for (const file of files) {
   }
   out.push(res);
 }
-conn.closeSync();
+close();
 // JSON.stringify writes −0 as 0; keep the sign so that the comparison is bit-exact.
 const negZero = '"\\u0000-0"'; // the sentinel as JSON.stringify escapes it
 console.log(
