@@ -29,10 +29,10 @@ $(DUCKDB)/node_modules/.package-lock.json: $(DUCKDB)/package.json $(DUCKDB)/pack
 build:
 	$(GO) build -o $(BIN) ./launch/stir
 
-## demo: generate a small catalog and embed it end to end on the prism runner
+## demo: generate a small catalog and run the whole job (embed, neighbours, evaluate) on prism
 demo: ort build
 	$(BIN) synth --out $(DEMO)/catalog --products 60 --size 256 --bad_files 4
-	$(BIN) embed --catalog $(DEMO)/catalog/catalog.csv --output $(DEMO)/run
+	$(BIN) run --catalog $(DEMO)/catalog/catalog.csv --output $(DEMO)/run
 
 ## test: vet and every test (real ONNX Runtime, prism, fake-gcs-server, DuckDB)
 test: ort duckdb

@@ -24,11 +24,19 @@ import (
 	"github.com/stirpipe/stirpipe/transforms/sink"
 )
 
-// Output directories inside a run's --output.
+// Outputs inside a run's --output directory.
 const (
 	EmbeddingsDir = "embeddings"
+	NeighborsDir  = "neighbors"
+	RerankedDir   = "reranked"
 	RejectsDir    = "rejects"
+	MetricsFile   = "metrics.json"
 )
+
+// RejectsFile is the rejects file of one stage under a run's output directory.
+func RejectsFile(output, stage string) string {
+	return blob.Join(output, RejectsDir, stage+".parquet")
+}
 
 // EmbedOptions configure the embed pipeline.
 type EmbedOptions struct {
@@ -158,7 +166,7 @@ func Embed(s beam.Scope, p *EmbedPlan) {
 		Progress:  o.Progress,
 	})
 	sink.Embeddings(s, embs, blob.Join(o.Output, EmbeddingsDir), o.EmbeddingShards, p.Provenance)
-	sink.Rejects(s, rejs, blob.Join(o.Output, RejectsDir))
+	sink.Rejects(s, rejs, RejectsFile(o.Output, "embed"))
 }
 
 func dirOf(uri string) string {

@@ -21,7 +21,6 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 	"github.com/stirpipe/stirpipe/schemas/synth"
-	"github.com/stirpipe/stirpipe/transforms/sink"
 )
 
 func TestMain(m *testing.M) {
@@ -89,7 +88,7 @@ func outputs(t *testing.T, out string) (embeddings.Manifest, []embeddings.Record
 	if err != nil {
 		t.Fatal(err)
 	}
-	rejs, err := rejects.ReadAll(ctx, blob.Join(out, RejectsDir, sink.RejectsFile))
+	rejs, err := rejects.ReadAll(ctx, RejectsFile(out, "embed"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
-	"github.com/stirpipe/stirpipe/transforms/sink"
 )
 
 // defaultModel is the small embedder shipped with the repository.
@@ -35,14 +34,15 @@ func runtimeFlags(fs *flag.FlagSet, o *ort.Options, lib *string) {
 	fs.IntVar(&o.CUDADevice, "cuda_device", 0, "CUDA device id when --provider=cuda")
 }
 
-func embedFlags(fs *flag.FlagSet) func(context.Context) error {
-	var o pipelines.EmbedOptions
+// embedOptionFlags registers the embed stage's flags (shared by run); call the returned
+// function after parsing to finish the options.
+func embedOptionFlags(fs *flag.FlagSet, o *pipelines.EmbedOptions) func() {
 	var maxMP float64
 	var maxMB int64
 	fs.StringVar(&o.Catalog, "catalog", "", "catalog file, OML CSV or Parquet, local or gs:// (required)")
-	fs.StringVar(&o.Format, "format", "", "catalog format: csv or parquet; empty: from the file extension")
+	fs.StringVar(&o.Format, "catalog_format", "", "catalog format: csv or parquet; empty: from the file extension")
 	fs.StringVar(&o.Root, "root", "", "dataset root that catalog paths are relative to; empty: the catalog's directory")
-	fs.StringVar(&o.Output, "output", "", "output directory, local or gs:// (required); gets embeddings/ and rejects/")
+	fs.StringVar(&o.Output, "output", "", "run directory, local or gs:// (required); gets embeddings/ and rejects/")
 	fs.StringVar(&o.Model, "model", defaultModel, "embedder: ONNX file or its manifest (.json beside it)")
 	fs.IntVar(&o.BatchSize, "batch_size", 8, "images per forward pass")
 	fs.IntVar(&o.EmbeddingShards, "embedding_shards", 0, "number of embeddings Parquet files; 0: one per 50,000 rows")
@@ -51,22 +51,34 @@ func embedFlags(fs *flag.FlagSet) func(context.Context) error {
 	fs.Int64Var(&maxMB, "max_file_mb", 64, "refuse image files over this many MiB")
 	fs.BoolVar(&o.Progress, "progress", true, "print progress lines (items, rate, ETA) while running")
 	runtimeFlags(fs, &o.Runtime, &o.Library)
+	return func() { o.Limits = imageio.Limits{MaxPixels: int64(maxMP * 1e6), MaxBytes: maxMB << 20} }
+}
+
+func embedFlags(fs *flag.FlagSet) func(context.Context) error {
+	var o pipelines.EmbedOptions
+	finish := embedOptionFlags(fs, &o)
 	return func(ctx context.Context) error {
-		o.Limits = imageio.Limits{MaxPixels: int64(maxMP * 1e6), MaxBytes: maxMB << 20}
-		start := time.Now()
-		plan, err := pipelines.PrepareEmbed(ctx, o)
-		if err != nil {
-			return err
-		}
-		p, s := beam.NewPipelineWithRoot()
-		pipelines.Embed(s, plan)
-		fmt.Fprintf(os.Stderr, "embed: %d catalog rows, model %s (D=%d), running…\n", len(plan.Catalog.Rows), plan.Manifest.Name, plan.Manifest.Dim)
-		res, err := beamx.RunWithMetrics(ctx, p)
-		if err != nil {
-			return fmt.Errorf("pipeline failed: %w", err)
-		}
-		return embedSummary(ctx, plan, res, time.Since(start))
+		finish()
+		_, err := runEmbed(ctx, o)
+		return err
 	}
+}
+
+// runEmbed runs the embed pipeline and prints its summary.
+func runEmbed(ctx context.Context, o pipelines.EmbedOptions) (*pipelines.EmbedPlan, error) {
+	start := time.Now()
+	plan, err := pipelines.PrepareEmbed(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	p, s := beam.NewPipelineWithRoot()
+	pipelines.Embed(s, plan)
+	fmt.Fprintf(os.Stderr, "embed: %d catalog rows, model %s (D=%d), running…\n", len(plan.Catalog.Rows), plan.Manifest.Name, plan.Manifest.Dim)
+	res, err := beamx.RunWithMetrics(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline failed: %w", err)
+	}
+	return plan, embedSummary(ctx, plan, res, time.Since(start))
 }
 
 // embedSummary prints the run's counts and checks that every catalog row came out once,
@@ -78,7 +90,7 @@ func embedSummary(ctx context.Context, plan *pipelines.EmbedPlan, res beam.Pipel
 	if err != nil {
 		return err
 	}
-	rejFile := blob.Join(out, pipelines.RejectsDir, sink.RejectsFile)
+	rejFile := pipelines.RejectsFile(out, "embed")
 	rejs, err := rejects.ReadAll(ctx, rejFile)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -30,9 +31,6 @@ func init() {
 	register.Iter1[*rejects.Record]()
 }
 
-// RejectsFile is the name of the rejects file inside its directory.
-const RejectsFile = "rejects.parquet"
-
 // Embeddings writes records under dir as `shards` Parquet files (an item's shard is a hash
 // of its id) and then dir/_manifest.json listing them; part files left by an earlier run
 // that the manifest does not list are removed.
@@ -46,11 +44,11 @@ func Embeddings(s beam.Scope, recs beam.PCollection, dir string, shards int, pro
 	beam.ParDo0(s, &writeManifestFn{Dir: dir, Provenance: prov}, beam.Impulse(s), beam.SideInput{Input: infos})
 }
 
-// Rejects writes every rejects record into dir/rejects.parquet (a valid file even when
-// there are none).
-func Rejects(s beam.Scope, recs beam.PCollection, dir string) {
+// Rejects writes every rejects record into one Parquet file (a valid file even when there
+// are none).
+func Rejects(s beam.Scope, recs beam.PCollection, uri string) {
 	s = s.Scope("WriteRejects")
-	beam.ParDo0(s, &writeRejectsFn{Dir: dir}, beam.Impulse(s), beam.SideInput{Input: recs})
+	beam.ParDo0(s, &writeRejectsFn{URI: uri}, beam.Impulse(s), beam.SideInput{Input: recs})
 }
 
 type shardKeyFn struct{ Shards int }
@@ -95,31 +93,36 @@ func (fn *writeManifestFn) ProcessElement(ctx context.Context, _ []byte, iter fu
 	if err := embeddings.WriteManifest(ctx, fn.Dir, m); err != nil {
 		return err
 	}
-	return removeStale(ctx, fn.Dir, m)
+	files := make([]string, len(m.Shards))
+	for i, sh := range m.Shards {
+		files[i] = sh.File
+	}
+	return RemoveStale(ctx, fn.Dir, files)
 }
 
-// removeStale deletes part files that an earlier run left and the manifest does not list.
-func removeStale(ctx context.Context, dir string, m embeddings.Manifest) error {
-	listed := map[string]bool{}
-	for _, sh := range m.Shards {
-		listed[sh.File] = true
+// RemoveStale deletes the part files ("part-*") under dir that an earlier run left and a
+// new manifest does not list.
+func RemoveStale(ctx context.Context, dir string, listed []string) error {
+	keep := map[string]bool{}
+	for _, f := range listed {
+		keep[f] = true
 	}
 	files, err := blob.List(ctx, dir)
 	if err != nil {
 		return err
 	}
 	for _, f := range files {
-		base := path.Base(strings.ReplaceAll(f, "\\", "/"))
-		if strings.HasPrefix(base, "part-") && strings.HasSuffix(base, ".parquet") && !listed[base] {
+		base := path.Base(filepath.ToSlash(f))
+		if strings.HasPrefix(base, "part-") && !keep[base] {
 			if err := blob.Remove(ctx, f); err != nil {
-				return fmt.Errorf("remove stale shard %s: %w", f, err)
+				return fmt.Errorf("remove stale file %s: %w", f, err)
 			}
 		}
 	}
 	return nil
 }
 
-type writeRejectsFn struct{ Dir string }
+type writeRejectsFn struct{ URI string }
 
 func (fn *writeRejectsFn) ProcessElement(ctx context.Context, _ []byte, iter func(*rejects.Record) bool) error {
 	var recs []rejects.Record
@@ -127,6 +130,6 @@ func (fn *writeRejectsFn) ProcessElement(ctx context.Context, _ []byte, iter fun
 	for iter(&r) {
 		recs = append(recs, r)
 	}
-	_, err := rejects.WriteShard(ctx, blob.Join(fn.Dir, RejectsFile), recs)
+	_, err := rejects.WriteShard(ctx, fn.URI, recs)
 	return err
 }

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/stirpipe/stirpipe/models/embedder"
+	"github.com/stirpipe/stirpipe/models/imageio"
+	"github.com/stirpipe/stirpipe/models/manifest"
+	"github.com/stirpipe/stirpipe/models/ort"
+)
+
+// embedConfig holds the embed benchmark's flags.
+type embedConfig struct {
+	Model     string  `json:"model"`
+	Images    int     `json:"images"`
+	Size      int     `json:"size"`
+	Seed      int64   `json:"seed"`
+	Work      string  `json:"work"`
+	Reps      int     `json:"reps"`
+	BatchSize int     `json:"batch_size"`
+	Threads   int     `json:"intra_op_threads"`
+	InterOp   int     `json:"inter_op_threads"`
+	GraphOpt  string  `json:"graph_opt"`
+	Library   string  `json:"onnxruntime_lib,omitempty"`
+	Steady    bool    `json:"steady"`
+	Overlap   bool    `json:"overlap"`
+	NoSpin    bool    `json:"nospin"`
+	Warmup    bool    `json:"warmup"`
+	Pipeline  bool    `json:"pipeline"`
+	Stir      string  `json:"stir,omitempty"`
+	JSON      string  `json:"json"`
+	MaxMP     float64 `json:"max_megapixels"`
+	MaxFileMB int64   `json:"max_file_mb"`
+}
+
+func (c embedConfig) validate() error {
+	var errs []error
+	if c.Model == "" {
+		errs = append(errs, errors.New("--model is required: the embedder manifest (.json) or ONNX file"))
+	}
+	if c.Images < 2 {
+		errs = append(errs, fmt.Errorf("--images must be ≥ 2, got %d", c.Images))
+	}
+	if c.Size < 32 || c.Size > 4096 {
+		errs = append(errs, fmt.Errorf("--size must be in [32, 4096] pixels, got %d", c.Size))
+	}
+	if c.Work == "" {
+		errs = append(errs, errors.New("--work is required: the directory for the catalog, binaries and results"))
+	}
+	if c.Reps < 1 {
+		errs = append(errs, fmt.Errorf("--reps must be ≥ 1, got %d", c.Reps))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 4096 {
+		errs = append(errs, fmt.Errorf("--batch_size must be in [1, 4096], got %d", c.BatchSize))
+	}
+	if err := c.runtime().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c embedConfig) runtime() ort.Options {
+	return ort.Options{IntraOpThreads: c.Threads, InterOpThreads: c.InterOp, GraphOptLevel: c.GraphOpt}
+}
+
+func (c embedConfig) limits() imageio.Limits {
+	return imageio.Limits{MaxPixels: int64(c.MaxMP * 1e6), MaxBytes: c.MaxFileMB << 20}
+}
+
+func runEmbed(ctx context.Context, args []string) int {
+	var c embedConfig
+	fs := flag.NewFlagSet("embed", flag.ContinueOnError)
+	fs.StringVar(&c.Model, "model", "models/zoo/vits16/embedder.json", "embedder manifest (or the ONNX file beside it)")
+	fs.IntVar(&c.Images, "images", 512, "images in the benchmark catalog (rounded up to whole products of 4 views)")
+	fs.IntVar(&c.Size, "size", 500, "nominal side of the generated JPEGs in pixels")
+	fs.Int64Var(&c.Seed, "seed", 1, "synthetic catalog seed")
+	fs.StringVar(&c.Work, "work", "out/bench", "work directory: catalog (generated once, reused), stir binary, run outputs, logs, results JSON")
+	fs.IntVar(&c.Reps, "reps", 3, "repetitions of every measurement, alternating pipeline and loop runs")
+	fs.IntVar(&c.BatchSize, "batch_size", 8, "images per forward pass, in the pipeline and the loop")
+	fs.IntVar(&c.Threads, "threads", 2, "ONNX Runtime intra-op threads, in the pipeline and the loop")
+	fs.IntVar(&c.InterOp, "inter_op_threads", 1, "ONNX Runtime inter-op threads")
+	fs.StringVar(&c.GraphOpt, "graph_opt", "all", "ONNX Runtime graph optimisation level: all, extended, basic or disabled")
+	fs.StringVar(&c.Library, "onnxruntime_lib", "", "ONNX Runtime shared library; empty: $STIR_ONNXRUNTIME_LIB, then .local/onnxruntime/")
+	fs.BoolVar(&c.Steady, "steady", true, "also run the pipeline on the first half of the catalog: steady-state rate = extra images / extra wall")
+	fs.BoolVar(&c.Overlap, "overlap", true, "also time a loop that decodes the next batch while one runs (the pipeline's overlap, without Beam)")
+	fs.BoolVar(&c.NoSpin, "nospin", false, "diagnostic: also time both loops on a session whose thread pools do not spin-wait")
+	fs.BoolVar(&c.Warmup, "warmup", true, "run the pipeline once on the half catalog, untimed, before measuring (warms the page cache)")
+	fs.BoolVar(&c.Pipeline, "pipeline", true, "run the pipeline; false: only the loops (diagnostics)")
+	fs.StringVar(&c.Stir, "stir", "", "prebuilt stir binary; empty: go build -o WORK/stir ./launch/stir")
+	fs.StringVar(&c.JSON, "json", "", "results file; empty: WORK/bench-embed.json")
+	fs.Float64Var(&c.MaxMP, "max_megapixels", 40, "image pixel limit (as stir embed's flag)")
+	fs.Int64Var(&c.MaxFileMB, "max_file_mb", 64, "image file size limit in MiB (as stir embed's flag)")
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintln(w, "bench embed: the embed pipeline's images/s (stir embed on prism, child process, start to exit)")
+		fmt.Fprintln(w, "next to a plain ONNX Runtime loop over pre-decoded tensors with the same session settings.")
+		fmt.Fprintln(w, "\nUsage: bench embed [flags]   (run from the repository root)")
+		fmt.Fprintln(w, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench embed: unexpected arguments %q (every input is a --flag)\n", fs.Args())
+		return 2
+	}
+	if err := c.validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench embed: %v\n", err)
+		return 2
+	}
+	if c.JSON == "" {
+		c.JSON = filepath.Join(c.Work, "bench-embed.json")
+	}
+	res, err := benchEmbed(ctx, c, os.Stderr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench embed: %v\n", err)
+		return 1
+	}
+	printReport(os.Stdout, res)
+	if err := writeJSON(c.JSON, res); err != nil {
+		fmt.Fprintf(os.Stderr, "bench embed: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stdout, "results: %s\n", c.JSON)
+	return 0
+}
+
+// benchEmbed prepares the inputs and runs every measurement; log gets progress lines.
+func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult, error) {
+	res := &embedResult{Config: c, Started: time.Now().UTC(), LoadStart: loadAvg(),
+		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version()}
+	if err := os.MkdirAll(c.Work, 0o755); err != nil {
+		return nil, err
+	}
+	m, err := manifest.Load(c.Model)
+	if err != nil {
+		return nil, fmt.Errorf("%w (for ViT-S/16 run `make vits16` first)", err)
+	}
+	if m.Kind != manifest.KindEmbedder {
+		return nil, fmt.Errorf("--model %s is a %s model, want an embedder", c.Model, m.Kind)
+	}
+	res.ModelName, res.ModelDim = m.Name, m.Dim
+
+	cat, err := prepareCatalog(c.Work, c.Images, c.Size, c.Seed, log)
+	if err != nil {
+		return nil, err
+	}
+	res.Catalog = *cat
+	bin := c.Stir
+	if bin == "" && c.Pipeline {
+		if bin, err = buildStir(ctx, c.Work, log); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := ort.Init(c.Library); err != nil {
+		return nil, err
+	}
+	res.ORTVersion = ort.Version()
+	e, err := embedder.Open(m, c.runtime())
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	res.ModelSHA256 = e.ModelSHA256()
+	// One forward pass on zeros, before anything else is allocated: this process's peak RSS
+	// then is what the session itself costs, to compare with the pipeline's.
+	warmIn := make([]float32, c.BatchSize*e.InputLen())
+	warmOut := make([]float32, c.BatchSize*m.Dim)
+	if err := e.EmbedInto(warmOut, warmIn, c.BatchSize); err != nil {
+		return nil, fmt.Errorf("warm-up forward pass: %w", err)
+	}
+	res.SessionRSSMiB = float64(selfMaxRSSKiB()) / 1024
+	fmt.Fprintf(log, "loop: decoding and preprocessing %d images up front …\n", cat.FullRows)
+	dec, err := decodeAll(ctx, cat.Full, m, c.limits())
+	if err != nil {
+		return nil, err
+	}
+	if dec.N != cat.FullRows {
+		return nil, fmt.Errorf("decoded %d images but the catalog has %d rows", dec.N, cat.FullRows)
+	}
+	res.Decode = decodeCost{Images: dec.N, ReadMS: 1000 * dec.ReadS / float64(dec.N),
+		DecodeMS: 1000 * dec.DecodeS / float64(dec.N), PreprocessMS: 1000 * dec.PrepS / float64(dec.N)}
+
+	type variant struct {
+		name    string
+		fw      forward
+		overlap bool
+	}
+	variants := []variant{{variantPlain, e.EmbedInto, false}}
+	if c.Overlap {
+		variants = append(variants, variant{variantOverlap, e.EmbedInto, true})
+	}
+	if c.NoSpin {
+		ns, err := openNoSpin(m, c.runtime())
+		if err != nil {
+			return nil, err
+		}
+		defer ns.close()
+		variants = append(variants, variant{variantPlainNoSpin, ns.forward, false})
+		if c.Overlap {
+			variants = append(variants, variant{variantOverlapNoSpin, ns.forward, true})
+		}
+	}
+	// One untimed forward pass per other session: the first run allocates.
+	for _, v := range variants[1:] {
+		if err := v.fw(warmOut, warmIn, c.BatchSize); err != nil {
+			return nil, fmt.Errorf("warm-up forward pass (%s): %w", v.name, err)
+		}
+	}
+
+	logs := filepath.Join(c.Work, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	child := func(rep int, catalogPath, tag string) (pipelineRun, error) {
+		a := childArgs{Bin: bin, Model: c.Model, Library: c.Library, BatchSize: c.BatchSize,
+			Intra: c.Threads, Inter: c.InterOp, GraphOpt: c.GraphOpt, Catalog: catalogPath,
+			Output: filepath.Join(c.Work, "run-"+tag),
+			Log:    filepath.Join(logs, fmt.Sprintf("pipeline-%s-rep%d.log", tag, rep))}
+		r, err := runPipeline(ctx, a)
+		r.Rep = rep
+		if err == nil {
+			what := fmt.Sprintf("rep %d", rep)
+			if rep == 0 {
+				what = "warm-up"
+			}
+			fmt.Fprintf(log, "%s: pipeline %-4s      %4d images in %6.2f s = %6.2f images/s, peak RSS %d MiB, CPU %.1f s, others' CPU %.1f s\n",
+				what, tag, r.Rows, r.WallS, r.Rate, r.MaxRSSKiB>>10, r.UserS+r.SysS, r.OthersCPUS)
+		}
+		return r, err
+	}
+	if c.Warmup && c.Pipeline {
+		fmt.Fprintln(log, "warm-up: pipeline on the half catalog (untimed) …")
+		if _, err := child(0, cat.Half, "half"); err != nil {
+			return nil, err
+		}
+	}
+	for rep := 1; rep <= c.Reps; rep++ {
+		if c.Pipeline {
+			p, err := child(rep, cat.Full, "full")
+			if err != nil {
+				return nil, err
+			}
+			if p.Rows != int64(cat.FullRows) {
+				return nil, fmt.Errorf("pipeline embedded %d of %d rows; see %s", p.Rows, cat.FullRows, p.Log)
+			}
+			res.Pipeline = append(res.Pipeline, p)
+		}
+		for i, v := range variants {
+			if c.Pipeline && c.Steady && i == 1 {
+				// Alternate: full pipeline, plain loop, half pipeline, other loops.
+				h, err := child(rep, cat.Half, "half")
+				if err != nil {
+					return nil, err
+				}
+				res.PipelineHalf = append(res.PipelineHalf, h)
+			}
+			r, err := runLoop(v.name, v.fw, dec, m.Dim, c.BatchSize, v.overlap)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", v.name, err)
+			}
+			r.Rep = rep
+			res.Loops = append(res.Loops, r)
+			fmt.Fprintf(log, "rep %d: %-18s %4d images in %6.2f s = %6.2f images/s, CPU %.1f s, others' CPU %.1f s\n",
+				rep, v.name, r.Images, r.WallS, r.Rate, r.CPUS, r.OthersCPUS)
+		}
+		if c.Pipeline && c.Steady && len(variants) == 1 {
+			h, err := child(rep, cat.Half, "half")
+			if err != nil {
+				return nil, err
+			}
+			res.PipelineHalf = append(res.PipelineHalf, h)
+		}
+	}
+	res.LoadEnd = loadAvg()
+	res.Finished = time.Now().UTC()
+	var names []string
+	for _, v := range variants {
+		names = append(names, v.name)
+	}
+	res.summarize(names)
+	return res, nil
+}
+
+func dirOf(p string) string { return filepath.Dir(p) }

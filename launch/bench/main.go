@@ -1,0 +1,53 @@
+// Command bench measures the pipeline against the model alone, so that the cost of the
+// pipeline's plumbing (decoding, Beam, prism, sinks) is a number, not a guess.
+//
+//	bench embed --model models/zoo/vits16/embedder.json --images 512 --size 500 --work out/bench
+//
+// The embed benchmark generates a synthetic JPEG catalog once (schemas/synth, reused while
+// its options stay the same), builds the stir program, and then alternates, --reps times:
+//
+//   - the real embed pipeline as a child process (stir embed on prism), timed from process
+//     start to exit, with the child's peak RSS;
+//   - a plain loop over the same ONNX Runtime session settings fed tensors decoded and
+//     preprocessed beforehand, in batches of the same size;
+//   - optionally the pipeline on half the images, so that the difference of the two
+//     pipeline walls gives a steady-state rate free of start-up costs;
+//   - optionally a loop that decodes the next batch while the current one runs, as the
+//     pipeline does, but without Beam: it separates CPU contention from pipeline overhead.
+//
+// It prints medians with min/max, the ratio of the medians, and writes every run to a JSON
+// file in --work.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 || isHelp(os.Args[1]) {
+		usage()
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	switch os.Args[1] {
+	case "embed":
+		os.Exit(runEmbed(context.Background(), os.Args[2:]))
+	default:
+		fmt.Fprintf(os.Stderr, "bench: unknown benchmark %q\n\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+}
+
+func isHelp(s string) bool { return s == "help" || s == "-h" || s == "-help" || s == "--help" }
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "bench: throughput benchmarks of the stir pipelines.")
+	fmt.Fprintln(os.Stderr, "\nUsage: bench BENCHMARK [flags]    (bench BENCHMARK --help lists its flags)")
+	fmt.Fprintln(os.Stderr, "\nBenchmarks:")
+	fmt.Fprintln(os.Stderr, "  embed    embed pipeline (stir embed on prism) vs a plain ONNX Runtime loop on pre-decoded tensors")
+}

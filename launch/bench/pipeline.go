@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/stirpipe/stirpipe/pipelines"
+	"github.com/stirpipe/stirpipe/schemas/embeddings"
+)
+
+// stirPackage is the stir program's import path; go build finds it from anywhere in the module.
+const stirPackage = "github.com/stirpipe/stirpipe/launch/stir"
+
+// buildStir compiles the stir program into work, as a benchmark of the real binary.
+func buildStir(ctx context.Context, work string, log io.Writer) (string, error) {
+	bin, err := filepath.Abs(filepath.Join(work, "stir"))
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(log, "build: go build -o %s ./launch/stir\n", bin)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, stirPackage)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building stir (run bench inside the repository): %w", err)
+	}
+	return bin, nil
+}
+
+// pipelineRun is one timed run of the embed pipeline as a child process.
+type pipelineRun struct {
+	Rep     int     `json:"rep"`
+	Catalog string  `json:"catalog"`
+	Rows    int64   `json:"embedded_rows"`
+	WallS   float64 `json:"wall_s"`
+	Rate    float64 `json:"images_per_s"`
+	// MaxRSSKiB is the child's peak resident set (getrusage ru_maxrss, KiB on Linux).
+	MaxRSSKiB int64 `json:"max_rss_kib"`
+	// UserS and SysS are the child's CPU seconds.
+	UserS float64 `json:"user_s"`
+	SysS  float64 `json:"sys_s"`
+	// PrepareS is when the child reported its preflight done (catalog loaded, ONNX Runtime
+	// loaded, model opened and checked), from process start.
+	PrepareS float64 `json:"prepare_s"`
+	// Batches and BatchMeanMS come from the pipeline's embed/batch_latency_ms distribution.
+	Batches     int64   `json:"batches"`
+	BatchMeanMS float64 `json:"batch_mean_ms"`
+	// InferenceS is Batches × BatchMeanMS: time inside forward passes.
+	InferenceS float64 `json:"inference_s"`
+	Load1      float64 `json:"load1_before"`
+	// OthersCPUS is the CPU time the rest of the machine used during the run.
+	OthersCPUS float64 `json:"others_cpu_s"`
+	Log        string  `json:"log"`
+}
+
+// childArgs are the stir embed flags of a benchmark run.
+type childArgs struct {
+	Bin, Model, Library  string
+	BatchSize, Intra     int
+	Inter                int
+	GraphOpt             string
+	Catalog, Output, Log string
+}
+
+var batchesLine = regexp.MustCompile(`(?m)^\s*batches\s+(\d+)\s+mean\s+([0-9.]+)\s+ms`)
+
+// runPipeline runs stir embed once and times it from process start to exit.
+func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
+	run := pipelineRun{Catalog: a.Catalog, Log: a.Log}
+	if err := os.RemoveAll(a.Output); err != nil {
+		return run, err
+	}
+	args := []string{"embed",
+		"--catalog", a.Catalog, "--output", a.Output, "--model", a.Model,
+		"--batch_size", strconv.Itoa(a.BatchSize), "--threads", strconv.Itoa(a.Intra),
+		"--inter_op_threads", strconv.Itoa(a.Inter), "--graph_opt", a.GraphOpt,
+		"--progress=false", "--runner", "prism"}
+	if a.Library != "" {
+		args = append(args, "--onnxruntime_lib", a.Library)
+	}
+	cmd := exec.CommandContext(ctx, a.Bin, args...)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		return run, err
+	}
+	run.Load1 = load1()
+	busy0 := machineBusy()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return run, fmt.Errorf("starting %s: %w", a.Bin, err)
+	}
+	// Stderr lines are timestamped as they arrive, to see when the preflight ended.
+	var stderr strings.Builder
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(errPipe)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			t := time.Since(start).Seconds()
+			line := sc.Text()
+			if run.PrepareS == 0 && strings.HasPrefix(line, "embed: ") && strings.Contains(line, "running") {
+				run.PrepareS = t
+			}
+			fmt.Fprintf(&stderr, "[%7.3fs] %s\n", t, line)
+		}
+		_, _ = io.Copy(io.Discard, errPipe)
+	}()
+	wg.Wait()
+	werr := cmd.Wait()
+	wall := time.Since(start)
+	busy1 := machineBusy()
+	run.WallS = wall.Seconds()
+	logText := fmt.Sprintf("$ %s %s\n--- stdout\n%s--- stderr\n%s", a.Bin, strings.Join(args, " "), stdout.String(), stderr.String())
+	if err := os.WriteFile(a.Log, []byte(logText), 0o644); err != nil {
+		return run, err
+	}
+	if ps := cmd.ProcessState; ps != nil {
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			run.MaxRSSKiB = ru.Maxrss
+		}
+		run.UserS, run.SysS = ps.UserTime().Seconds(), ps.SystemTime().Seconds()
+	}
+	// The bench process itself idles meanwhile; its few milliseconds count as others'.
+	run.OthersCPUS = othersCPU(busy0, busy1, run.UserS+run.SysS)
+	if werr != nil {
+		return run, fmt.Errorf("stir embed failed (%v); log %s:\n%s", werr, a.Log, tail(logText, 40))
+	}
+	m, err := embeddings.ReadManifest(ctx, filepath.Join(a.Output, pipelines.EmbeddingsDir))
+	if err != nil {
+		return run, fmt.Errorf("reading the run's embeddings manifest: %w", err)
+	}
+	run.Rows = m.Rows
+	run.Rate = float64(m.Rows) / run.WallS
+	if sm := batchesLine.FindStringSubmatch(stdout.String()); sm != nil {
+		run.Batches, _ = strconv.ParseInt(sm[1], 10, 64)
+		run.BatchMeanMS, _ = strconv.ParseFloat(sm[2], 64)
+		run.InferenceS = float64(run.Batches) * run.BatchMeanMS / 1000
+	}
+	return run, nil
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// load1 is the one-minute load average, or -1 when /proc/loadavg cannot be read.
+func load1() float64 {
+	f := loadAvg()
+	if len(f) == 0 {
+		return -1
+	}
+	return f[0]
+}
+
+// loadAvg returns the 1, 5 and 15-minute load averages (nil when unavailable).
+func loadAvg() []float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	fields := strings.Fields(string(data))
+	var out []float64
+	for _, f := range fields[:min(3, len(fields))] {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return nil
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// clockTicks is USER_HZ, the unit of /proc/stat (100 on every Linux architecture Go supports).
+const clockTicks = 100
+
+// machineBusy returns the CPU seconds every process on the machine has used so far (the
+// non-idle, non-iowait time of /proc/stat), or -1 when it cannot be read.
+func machineBusy() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return -1
+	}
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest and guest_nice are already counted in user and nice
+			break
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return -1
+		}
+		busy += float64(n)
+	}
+	return busy / clockTicks
+}
+
+// othersCPU is the CPU time other processes used while a run took own CPU seconds,
+// from machineBusy readings before and after (0 when unknown).
+func othersCPU(before, after, own float64) float64 {
+	if before < 0 || after < 0 {
+		return 0
+	}
+	return max(0, after-before-own)
+}

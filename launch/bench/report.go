@@ -1,0 +1,276 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// stat summarises repeated measurements.
+type stat struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	N      int     `json:"n"`
+}
+
+// newStat returns the median (mean of the middle two for an even count), min and max of xs.
+func newStat(xs []float64) stat {
+	if len(xs) == 0 {
+		return stat{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	med := s[n/2]
+	if n%2 == 0 {
+		med = (s[n/2-1] + s[n/2]) / 2
+	}
+	return stat{Median: med, Min: s[0], Max: s[n-1], N: n}
+}
+
+// decodeCost is the single-goroutine cost per image of the loop's up-front decoding.
+type decodeCost struct {
+	Images       int     `json:"images"`
+	ReadMS       float64 `json:"read_ms_per_image"`
+	DecodeMS     float64 `json:"decode_ms_per_image"`
+	PreprocessMS float64 `json:"preprocess_ms_per_image"`
+}
+
+// embedResult is everything one benchmark invocation measured; it is the JSON file.
+type embedResult struct {
+	Config      embedConfig  `json:"config"`
+	Started     time.Time    `json:"started"`
+	Finished    time.Time    `json:"finished"`
+	LoadStart   []float64    `json:"loadavg_start"`
+	LoadEnd     []float64    `json:"loadavg_end"`
+	CPUs        int          `json:"cpus"`
+	GOMAXPROCS  int          `json:"gomaxprocs"`
+	GoVersion   string       `json:"go_version"`
+	ORTVersion  string       `json:"onnxruntime_version"`
+	ModelName   string       `json:"model_name"`
+	ModelSHA256 string       `json:"model_sha256"`
+	ModelDim    int          `json:"model_dim"`
+	Catalog     benchCatalog `json:"catalog"`
+	Decode      decodeCost   `json:"loop_predecode_cost"`
+	// SessionRSSMiB is the bench process's peak RSS after opening the session and one
+	// forward pass, before decoding: the memory of the model alone.
+	SessionRSSMiB float64       `json:"session_only_peak_rss_mib"`
+	Pipeline      []pipelineRun `json:"pipeline_runs"`
+	PipelineHalf  []pipelineRun `json:"pipeline_half_runs,omitempty"`
+	Loops         []loopRun     `json:"loop_runs"`
+	Summary       summary       `json:"summary"`
+}
+
+// summary holds the figures the table prints.
+type summary struct {
+	// PipelineRate is the end-to-end images/s: embedded rows / child wall time.
+	PipelineRate   stat `json:"pipeline_images_per_s"`
+	PipelineWall   stat `json:"pipeline_wall_s"`
+	PipelineRSSMiB stat `json:"pipeline_peak_rss_mib"`
+	PipelineCPU    stat `json:"pipeline_cpu_s"`
+	PipelineOthers stat `json:"pipeline_others_cpu_s"`
+	PrepareS       stat `json:"pipeline_preflight_s"`
+	InferenceS     stat `json:"pipeline_inference_s"`
+	// Ratio is median pipeline images/s over median plain-loop images/s.
+	Ratio float64 `json:"ratio_of_medians"`
+	// RatioPerRep is pipeline/loop within each repetition.
+	RatioPerRep stat          `json:"ratio_per_rep"`
+	Loops       []loopSummary `json:"loops"`
+	Steady      *steadyState  `json:"steady_state,omitempty"`
+}
+
+// loopSummary summarises one loop variant.
+type loopSummary struct {
+	Variant string  `json:"variant"`
+	Rate    stat    `json:"images_per_s"`
+	Wall    stat    `json:"wall_s"`
+	CPU     stat    `json:"cpu_s"`
+	Others  stat    `json:"others_cpu_s"`
+	Ratio   float64 `json:"pipeline_over_this"`
+}
+
+// steadyState is the pipeline's rate once started, from runs on N and 2N images:
+// wall = fixed + rows/rate.
+type steadyState struct {
+	HalfRows int64 `json:"half_rows"`
+	FullRows int64 `json:"full_rows"`
+	HalfWall stat  `json:"half_wall_s"`
+	// Rate is (rows(2N) − rows(N)) / (wall(2N) − wall(N)) per repetition.
+	Rate stat `json:"images_per_s"`
+	// FixedS is the wall-time intercept: start-up and shut-down costs independent of N.
+	FixedS stat `json:"fixed_s"`
+	// FixedShare is median FixedS over the median full-catalog wall.
+	FixedShare float64 `json:"fixed_share_of_wall"`
+	// Ratio is median Rate over the plain loop's median rate.
+	Ratio       float64 `json:"ratio_to_loop"`
+	Significant bool    `json:"startup_significant"`
+}
+
+// significantShare is the share of the wall above which start-up counts as significant.
+const significantShare = 0.05
+
+func (r *embedResult) summarize(variants []string) {
+	var s summary
+	col := func(runs []pipelineRun, f func(pipelineRun) float64) []float64 {
+		var out []float64
+		for _, p := range runs {
+			out = append(out, f(p))
+		}
+		return out
+	}
+	s.PipelineRate = newStat(col(r.Pipeline, func(p pipelineRun) float64 { return p.Rate }))
+	s.PipelineWall = newStat(col(r.Pipeline, func(p pipelineRun) float64 { return p.WallS }))
+	s.PipelineRSSMiB = newStat(col(r.Pipeline, func(p pipelineRun) float64 { return float64(p.MaxRSSKiB) / 1024 }))
+	s.PipelineCPU = newStat(col(r.Pipeline, func(p pipelineRun) float64 { return p.UserS + p.SysS }))
+	s.PipelineOthers = newStat(col(r.Pipeline, func(p pipelineRun) float64 { return p.OthersCPUS }))
+	s.PrepareS = newStat(col(r.Pipeline, func(p pipelineRun) float64 { return p.PrepareS }))
+	s.InferenceS = newStat(col(r.Pipeline, func(p pipelineRun) float64 { return p.InferenceS }))
+	var plainRate float64
+	for _, v := range variants {
+		var rates, walls, cpus, others []float64
+		for _, l := range r.Loops {
+			if l.Variant == v {
+				rates, walls, cpus = append(rates, l.Rate), append(walls, l.WallS), append(cpus, l.CPUS)
+				others = append(others, l.OthersCPUS)
+			}
+		}
+		ls := loopSummary{Variant: v, Rate: newStat(rates), Wall: newStat(walls), CPU: newStat(cpus), Others: newStat(others)}
+		ls.Ratio = div(s.PipelineRate.Median, ls.Rate.Median)
+		s.Loops = append(s.Loops, ls)
+		if v == variantPlain {
+			plainRate = ls.Rate.Median
+			var per []float64
+			for i, rate := range rates {
+				if i < len(r.Pipeline) {
+					per = append(per, div(r.Pipeline[i].Rate, rate))
+				}
+			}
+			s.RatioPerRep = newStat(per)
+		}
+	}
+	s.Ratio = div(s.PipelineRate.Median, plainRate)
+	if len(r.PipelineHalf) > 0 {
+		st := &steadyState{HalfRows: r.PipelineHalf[0].Rows, FullRows: r.Pipeline[0].Rows}
+		var rates, fixed, halfWalls []float64
+		for i, h := range r.PipelineHalf {
+			if i >= len(r.Pipeline) {
+				break
+			}
+			f := r.Pipeline[i]
+			halfWalls = append(halfWalls, h.WallS)
+			dRows, dWall := float64(f.Rows-h.Rows), f.WallS-h.WallS
+			if dRows <= 0 || dWall <= 0 {
+				continue // load noise swamped the difference; no estimate from this rep
+			}
+			rates = append(rates, dRows/dWall)
+			fixed = append(fixed, h.WallS-float64(h.Rows)*dWall/dRows)
+		}
+		st.HalfWall, st.Rate, st.FixedS = newStat(halfWalls), newStat(rates), newStat(fixed)
+		st.FixedShare = div(st.FixedS.Median, s.PipelineWall.Median)
+		st.Ratio = div(st.Rate.Median, plainRate)
+		st.Significant = st.FixedShare > significantShare
+		s.Steady = st
+	}
+	r.Summary = s
+}
+
+func div(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// printReport writes the compact table.
+func printReport(w io.Writer, r *embedResult) {
+	c, s := r.Config, r.Summary
+	fmt.Fprintf(w, "\nembed benchmark: model %s (%s, D=%d), ONNX Runtime %s\n", r.ModelName, c.Model, r.ModelDim, r.ORTVersion)
+	fmt.Fprintf(w, "  %d JPEGs of ~%d px (%s), batch %d, intra-op %d, inter-op %d, graph opt %s, %d rep(s)\n",
+		r.Catalog.FullRows, c.Size, r.Catalog.Full, c.BatchSize, c.Threads, c.InterOp, c.GraphOpt, c.Reps)
+	fmt.Fprintf(w, "  machine: %d CPUs, GOMAXPROCS %d; load average at start %s, at end %s\n",
+		r.CPUs, r.GOMAXPROCS, loadString(r.LoadStart), loadString(r.LoadEnd))
+	fmt.Fprintf(w, "  loop pre-decode cost (one goroutine, untimed for the loop): read %.2f + decode %.1f + preprocess %.1f ms/image\n\n",
+		r.Decode.ReadMS, r.Decode.DecodeMS, r.Decode.PreprocessMS)
+
+	fmt.Fprintf(w, "  %-44s %8s %8s %8s %9s %8s %8s\n", "images/s", "median", "min", "max", "wall s", "CPU s", "others")
+	row := func(name string, rate, wall, cpu, others stat) {
+		fmt.Fprintf(w, "  %-44s %8.2f %8.2f %8.2f %9.2f %8.1f %8.1f\n", name, rate.Median, rate.Min, rate.Max, wall.Median, cpu.Median, others.Median)
+	}
+	if len(r.Pipeline) > 0 {
+		row("pipeline, end to end (stir embed, prism)", s.PipelineRate, s.PipelineWall, s.PipelineCPU, s.PipelineOthers)
+	}
+	for _, l := range s.Loops {
+		row(loopLabel(l.Variant), l.Rate, l.Wall, l.CPU, l.Others)
+	}
+	fmt.Fprintln(w, "  (wall, CPU: medians in s; CPU is the measured process's user+sys; others: CPU the rest of the machine used meanwhile)")
+	if len(r.Pipeline) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n  ratio pipeline / plain loop (medians)        %8.3f   (per rep %.3f … %.3f; target ≥ 0.90)\n",
+		s.Ratio, s.RatioPerRep.Min, s.RatioPerRep.Max)
+	fmt.Fprintf(w, "  pipeline peak RSS                            %8.0f MiB (min %.0f, max %.0f; session + one batch alone: %.0f MiB)\n",
+		s.PipelineRSSMiB.Median, s.PipelineRSSMiB.Min, s.PipelineRSSMiB.Max, r.SessionRSSMiB)
+	for _, l := range s.Loops[min(1, len(s.Loops)):] {
+		fmt.Fprintf(w, "  ratio pipeline / %-27s %8.3f\n", l.Variant, l.Ratio)
+	}
+	fmt.Fprintf(w, "\n  pipeline time split (medians): preflight done at %.2f s (catalog, ONNX Runtime, model check);\n", s.PrepareS.Median)
+	fmt.Fprintf(w, "    forward passes %.2f s of %.2f s wall (%.0f%%, from embed/batch_latency_ms)\n",
+		s.InferenceS.Median, s.PipelineWall.Median, 100*div(s.InferenceS.Median, s.PipelineWall.Median))
+	if st := s.Steady; st != nil {
+		verdict := "not significant"
+		if st.Significant {
+			verdict = "SIGNIFICANT"
+		}
+		fmt.Fprintf(w, "  start-up/shut-down (wall intercept from %d- and %d-image runs): %.2f s (min %.2f, max %.2f) = %.0f%% of the wall: %s (threshold %.0f%%)\n",
+			st.HalfRows, st.FullRows, st.FixedS.Median, st.FixedS.Min, st.FixedS.Max, 100*st.FixedShare, verdict, 100*significantShare)
+		fmt.Fprintf(w, "  STEADY-STATE pipeline rate = %d / (wall(%d) − wall(%d)): %.2f images/s (min %.2f, max %.2f), ratio to plain loop %.3f\n",
+			st.FullRows-st.HalfRows, st.FullRows, st.HalfRows, st.Rate.Median, st.Rate.Min, st.Rate.Max, st.Ratio)
+		fmt.Fprintln(w, "    (secondary figure; the end-to-end rate above is the primary one)")
+	}
+}
+
+func loopLabel(v string) string {
+	switch v {
+	case variantPlain:
+		return "plain loop, pre-decoded tensors"
+	case variantOverlap:
+		return "loop decoding next batch (no Beam)"
+	case variantPlainNoSpin:
+		return "plain loop, no ORT spin-wait"
+	case variantOverlapNoSpin:
+		return "loop decoding next batch, no spin-wait"
+	}
+	return v
+}
+
+func loadString(l []float64) string {
+	if len(l) == 0 {
+		return "unknown"
+	}
+	parts := make([]string, len(l))
+	for i, v := range l {
+		parts[i] = fmt.Sprintf("%.2f", v)
+	}
+	return strings.Join(parts, " ")
+}
+
+// writeJSON writes the results file (atomically: temp file, then rename).
+func writeJSON(path string, r *embedResult) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the results: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing the results: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing the results: %w", err)
+	}
+	return nil
+}

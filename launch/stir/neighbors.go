@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
+
+	"github.com/stirpipe/stirpipe/models/metrics"
+	"github.com/stirpipe/stirpipe/pipelines"
+	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/rejects"
+	"github.com/stirpipe/stirpipe/transforms/search"
+)
+
+// neighborsOptionFlags registers the neighbours stage's flags (shared by run).
+func neighborsOptionFlags(fs *flag.FlagSet, o *pipelines.NeighborsOptions) {
+	fs.IntVar(&o.K, "k", 100, "neighbours per query (OML keeps 100)")
+	fs.IntVar(&o.ShardSize, "shard_size", 20000, "gallery rows per shard: a worker holds one shard (4·D bytes a row) at a time")
+	fs.IntVar(&o.TileSize, "tile_size", 8192, "queries per tile and per neighbours file")
+	fs.StringVar(&o.Format, "lists_format", "parquet", "neighbour-list file format: parquet, or arrow (Arrow IPC)")
+	fs.IntVar(&o.Threads, "search_threads", runtime.NumCPU(), "cores the exact search uses per worker")
+}
+
+func neighborsFlags(fs *flag.FlagSet) func(context.Context) error {
+	var o pipelines.NeighborsOptions
+	fs.StringVar(&o.Output, "output", "", "run directory (required): lists go to OUTPUT/neighbors")
+	fs.StringVar(&o.Embeddings, "embeddings", "", "embeddings directory; empty: OUTPUT/embeddings")
+	fs.StringVar(&o.Library, "onnxruntime_lib", "", "ONNX Runtime shared library (see stir embed --help)")
+	fs.StringVar(&o.Provider, "provider", "cpu", "execution provider of the search: cpu or cuda")
+	fs.BoolVar(&o.Progress, "progress", true, "print progress lines while running")
+	neighborsOptionFlags(fs, &o)
+	return func(ctx context.Context) error { return runNeighbors(ctx, o) }
+}
+
+func runNeighbors(ctx context.Context, o pipelines.NeighborsOptions) error {
+	start := time.Now()
+	plan, err := pipelines.PrepareNeighbors(ctx, o)
+	if err != nil {
+		return err
+	}
+	c := plan.Config
+	fmt.Fprintf(os.Stderr, "neighbors: %d queries × %d gallery rows, k=%d, %d shard(s) × %d tile(s), running…\n",
+		c.Plan.Queries, c.Plan.Galleries, c.Engine.K, c.Shards(), c.Tiles())
+	p, s := beam.NewPipelineWithRoot()
+	pipelines.Neighbors(s, plan)
+	if _, err := beamx.RunWithMetrics(ctx, p); err != nil {
+		return fmt.Errorf("pipeline failed: %w", err)
+	}
+	m, err := neighbors.ReadManifest(ctx, c.Output)
+	if err != nil {
+		return err
+	}
+	rejs, err := rejects.ReadAll(ctx, pipelines.RejectsFile(o.Output, search.Stage))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("neighbors: done in %s\n", time.Since(start).Round(time.Millisecond))
+	fmt.Printf("  queries     %7d  %s\n", c.Plan.Queries, c.Embeddings)
+	fmt.Printf("  lists       %7d  %s (%d file(s), k=%d, engine %s)\n", m.Rows, c.Output, len(m.Shards), m.K, m.Engine)
+	fmt.Printf("  rejects     %7d  %s\n", len(rejs), pipelines.RejectsFile(o.Output, search.Stage))
+	return nil
+}
+
+// ksFlags registers the metric cutoff flags.
+func ksFlags(fs *flag.FlagSet, ks *metrics.Options) {
+	list := func(name string, dst *[]int, def string, what string) {
+		*dst = mustInts(def)
+		fs.Func(name, fmt.Sprintf("comma-separated cutoffs of %s (default %s)", what, def), func(v string) error {
+			xs, err := parseInts(v)
+			*dst = xs
+			return err
+		})
+	}
+	list("cmc", &ks.CMC, "1,5,10", "cmc@k")
+	list("precision", &ks.Precision, "5,10", "precision@k")
+	list("map", &ks.MAP, "5,10", "map@k")
+}
+
+func parseInts(v string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func mustInts(v string) []int {
+	xs, err := parseInts(v)
+	if err != nil {
+		panic(err)
+	}
+	return xs
+}
+
+func evaluateFlags(fs *flag.FlagSet) func(context.Context) error {
+	var o pipelines.EvaluateOptions
+	fs.StringVar(&o.Lists, "lists", "", "neighbour lists to score: a neighbours (or reranked) directory (required)")
+	fs.StringVar(&o.Compare, "compare", "", "second list directory (the reranked lists) scored against --lists: before, after and delta")
+	fs.StringVar(&o.Catalog, "catalog", "", "the catalog the lists come from; when set, it must be the same snapshot")
+	fs.StringVar(&o.Output, "output", "", "metrics.json to write (required)")
+	ksFlags(fs, &o.KS)
+	return func(ctx context.Context) error { return runEvaluate(ctx, o) }
+}
+
+func runEvaluate(ctx context.Context, o pipelines.EvaluateOptions) error {
+	plan, err := pipelines.PrepareEvaluate(ctx, o)
+	if err != nil {
+		return err
+	}
+	p, s := beam.NewPipelineWithRoot()
+	pipelines.Evaluate(s, plan)
+	if _, err := beamx.RunWithMetrics(ctx, p); err != nil {
+		return fmt.Errorf("pipeline failed: %w", err)
+	}
+	r, err := blob.Open(ctx, o.Output)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	doc, err := metrics.ReadDocument(r)
+	if err != nil {
+		return err
+	}
+	return printMetrics(doc, o.Output)
+}
+
+// printMetrics prints a metrics document as tables.
+func printMetrics(doc metrics.Document, where string) error {
+	w := os.Stdout
+	if doc.Report != nil {
+		fmt.Fprintln(w, "evaluate:")
+		if err := metrics.WriteTable(w, *doc.Report); err != nil {
+			return err
+		}
+	}
+	for _, part := range []struct {
+		name string
+		r    *metrics.Report
+	}{{"before (embeddings)", doc.Before}, {"after (STIR reranking)", doc.After}, {"delta (after − before)", doc.Delta}} {
+		if part.r == nil {
+			continue
+		}
+		part.r.KS = doc.KS
+		fmt.Fprintf(w, "evaluate: %s\n", part.name)
+		if err := metrics.WriteTable(w, *part.r); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "evaluate: metrics written to %s\n", where)
+	return nil
+}

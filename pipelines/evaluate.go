@@ -1,0 +1,182 @@
+package pipelines
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/stirpipe/stirpipe/models/metrics"
+	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/catalog"
+	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/transforms/evaluate"
+)
+
+func init() {
+	register.DoFn4x1[context.Context, []byte, func(**metrics.Accumulator) bool, func(**metrics.Accumulator) bool, error](&writeMetricsFn{})
+	register.Iter1[*metrics.Accumulator]()
+}
+
+// EvaluateOptions configure the evaluate pipeline.
+type EvaluateOptions struct {
+	// Lists is the neighbour-list output to score (a neighbours or reranked directory).
+	Lists string
+	// Compare, when set, is a second list output (the reranked lists) scored against Lists:
+	// metrics.json then holds before, after and delta.
+	Compare string
+	// Catalog, when set, must be the catalog the lists were computed from.
+	Catalog string
+	// Output is the metrics.json file to write.
+	Output string
+	// KS are the metrics' cutoffs.
+	KS metrics.Options
+}
+
+// EvaluatePlan is a checked evaluate job.
+type EvaluatePlan struct {
+	Options         EvaluateOptions
+	Before, After   neighbors.Manifest
+	BeforeFiles     []string
+	AfterFiles      []string
+	Provenance      map[string]string
+	CatalogSnapshot string
+}
+
+// PrepareEvaluate checks the cutoffs against the lists' length, the lists' manifests and,
+// when a catalog is given, that the lists were computed from it.
+func PrepareEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluatePlan, error) {
+	var errs []error
+	if o.Lists == "" {
+		errs = append(errs, errors.New("--lists is required: a neighbours (or reranked) output directory"))
+	}
+	if o.Output == "" {
+		errs = append(errs, errors.New("--output is required"))
+	}
+	if err := o.KS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	p := &EvaluatePlan{Options: o, Provenance: map[string]string{}}
+	var err error
+	if p.Before, p.BeforeFiles, err = readLists(ctx, o.Lists, o.KS.MaxK()); err != nil {
+		return nil, err
+	}
+	if o.Compare != "" {
+		if p.After, p.AfterFiles, err = readLists(ctx, o.Compare, o.KS.MaxK()); err != nil {
+			return nil, err
+		}
+		if p.After.CatalogSnapshot != p.Before.CatalogSnapshot || p.After.ModelSHA256 != p.Before.ModelSHA256 {
+			return nil, fmt.Errorf("%s and %s come from different catalogs or embedding models: compare lists of the same run", o.Lists, o.Compare)
+		}
+	}
+	if o.Catalog != "" {
+		cat, err := catalog.Load(ctx, o.Catalog, catalog.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("catalog: %w", err)
+		}
+		if cat.Snapshot != p.Before.CatalogSnapshot {
+			return nil, fmt.Errorf("the lists in %s were computed from catalog %s (%s), but --catalog %s is %s: evaluate them with that catalog, or rerun the pipeline on this one",
+				o.Lists, p.Before.CatalogURI, p.Before.CatalogSnapshot, o.Catalog, cat.Snapshot)
+		}
+		p.CatalogSnapshot = cat.Snapshot
+	}
+	for k, v := range map[string]string{
+		"lists": o.Lists, "compare": o.Compare, "model": p.Before.ModelName, "model_sha256": p.Before.ModelSHA256,
+		"catalog": p.Before.CatalogURI, "catalog_snapshot": p.Before.CatalogSnapshot, "k": strconv.Itoa(p.Before.K),
+		"pair_model": p.After.PairModelName, "pair_model_sha256": p.After.PairModelSHA256,
+	} {
+		if v != "" && v != "0" {
+			p.Provenance[k] = v
+		}
+	}
+	if p.After.TopN > 0 {
+		p.Provenance["top_n"] = strconv.Itoa(p.After.TopN)
+	}
+	return p, nil
+}
+
+// readLists reads a list output's manifest and checks that its lists are long enough.
+func readLists(ctx context.Context, dir string, maxK int) (neighbors.Manifest, []string, error) {
+	m, err := neighbors.ReadManifest(ctx, dir)
+	if err != nil {
+		return m, nil, err
+	}
+	if m.K < maxK {
+		return m, nil, fmt.Errorf("%s holds lists of k = %d, but the metrics ask for k up to %d: lower the cutoffs or recompute the neighbours with --k ≥ %d", dir, m.K, maxK, maxK)
+	}
+	files := make([]string, len(m.Shards))
+	for i, sh := range m.Shards {
+		files[i] = sh.File
+	}
+	return m, files, nil
+}
+
+// Evaluate builds the evaluate pipeline: lists → metrics.json.
+func Evaluate(s beam.Scope, p *EvaluatePlan) {
+	o := p.Options
+	before := evaluate.Score(s, evaluate.ReadLists(s, o.Lists, p.BeforeFiles), o.KS)
+	after := beam.CreateList(s, []*metrics.Accumulator{})
+	if o.Compare != "" {
+		after = evaluate.Score(s.Scope("After"), evaluate.ReadLists(s.Scope("After"), o.Compare, p.AfterFiles), o.KS)
+	}
+	beam.ParDo0(s, &writeMetricsFn{Output: o.Output, KS: o.KS, Provenance: p.Provenance},
+		beam.Impulse(s), beam.SideInput{Input: before}, beam.SideInput{Input: after})
+}
+
+type writeMetricsFn struct {
+	Output     string
+	KS         metrics.Options
+	Provenance map[string]string
+}
+
+func (fn *writeMetricsFn) ProcessElement(ctx context.Context, _ []byte, before, after func(**metrics.Accumulator) bool) error {
+	var b, a *metrics.Accumulator
+	before(&b)
+	after(&a)
+	if b == nil {
+		return errors.New("evaluate: no accumulator for the lists")
+	}
+	var doc metrics.Document
+	if a == nil {
+		doc = metrics.NewDocument(b.Report(), fn.Provenance)
+	} else {
+		br, ar := b.Report(), a.Report()
+		doc = metrics.Document{Format: metrics.Format, KS: fn.KS, Provenance: fn.Provenance, Before: &br, After: &ar, Delta: Delta(br, ar)}
+	}
+	var buf bytes.Buffer
+	if err := metrics.WriteDocument(&buf, doc); err != nil {
+		return err
+	}
+	return blob.WriteFile(ctx, fn.Output, buf.Bytes())
+}
+
+// Delta returns after − before for every metric defined in both, per scope; its counts
+// are the after report's.
+func Delta(before, after metrics.Report) *metrics.Report {
+	sub := func(b, a metrics.Scope) metrics.Scope {
+		d := metrics.Scope{Counts: a.Counts, Metrics: map[string]float64{}}
+		for k, av := range a.Metrics {
+			if bv, ok := b.Metrics[k]; ok {
+				d.Metrics[k] = av - bv
+			}
+		}
+		return d
+	}
+	d := &metrics.Report{KS: after.KS, Overall: sub(before.Overall, after.Overall)}
+	for name, as := range after.Categories {
+		if bs, ok := before.Categories[name]; ok {
+			if d.Categories == nil {
+				d.Categories = map[string]metrics.Scope{}
+			}
+			d.Categories[name] = sub(bs, as)
+		}
+	}
+	return d
+}
