@@ -339,3 +339,49 @@ func TestFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestQuiet checks that repetitions disturbed by other processes drop out of the quiet
+// summary, whichever of their runs was disturbed.
+func TestQuiet(t *testing.T) {
+	const cpus = 2
+	run := func(rep int, rows int64, wall, others float64) pipelineRun {
+		return pipelineRun{Rep: rep, Rows: rows, WallS: wall, Rate: float64(rows) / wall, OthersCPUS: others}
+	}
+	tests := []struct {
+		name      string
+		pipe      []pipelineRun
+		half      []pipelineRun
+		loopOther []float64 // others' CPU during each rep's loop run of 10 s
+		wantReps  []int
+	}{
+		{"all quiet", []pipelineRun{run(1, 100, 10, 0), run(2, 100, 11, 0.5)}, nil, []float64{0, 0.9}, []int{1, 2}},
+		{"busy pipeline", []pipelineRun{run(1, 100, 10, 1.1), run(2, 100, 10, 0)}, nil, []float64{0, 0}, []int{2}},
+		{"busy loop", []pipelineRun{run(1, 100, 10, 0), run(2, 100, 10, 0)}, nil, []float64{0, 5}, []int{1}},
+		{"busy half", []pipelineRun{run(1, 100, 10, 0), run(2, 100, 10, 0)}, []pipelineRun{run(1, 50, 6, 3), run(2, 50, 6, 0)}, []float64{0, 0}, []int{2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &embedResult{CPUs: cpus, Pipeline: tt.pipe, PipelineHalf: tt.half}
+			for i, o := range tt.loopOther {
+				r.Loops = append(r.Loops, loopRun{Rep: i + 1, Variant: variantPlain, WallS: 10, Rate: 12, OthersCPUS: o},
+					loopRun{Rep: i + 1, Variant: variantOverlap, WallS: 10, Rate: 11, OthersCPUS: 100})
+			}
+			q := r.quiet()
+			if !slices.Equal(q.Reps, tt.wantReps) {
+				t.Fatalf("quiet reps %v, want %v", q.Reps, tt.wantReps)
+			}
+			var rates []float64
+			for _, p := range tt.pipe {
+				if slices.Contains(tt.wantReps, p.Rep) {
+					rates = append(rates, p.Rate)
+				}
+			}
+			if want := newStat(rates); q.PipelineRate != want || math.Abs(q.Ratio-want.Median/12) > 1e-12 {
+				t.Errorf("quiet pipeline %+v ratio %v, want %+v and ratio %v", q.PipelineRate, q.Ratio, want, want.Median/12)
+			}
+			if tt.half != nil && q.SteadyRate.N != len(tt.wantReps) {
+				t.Errorf("steady-state estimates from %d reps, want %d", q.SteadyRate.N, len(tt.wantReps))
+			}
+		})
+	}
+}

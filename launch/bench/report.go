@@ -82,6 +82,28 @@ type summary struct {
 	RatioPerRep stat          `json:"ratio_per_rep"`
 	Loops       []loopSummary `json:"loops"`
 	Steady      *steadyState  `json:"steady_state,omitempty"`
+	// Quiet repeats the main figures over the repetitions no other process disturbed.
+	Quiet *quietSummary `json:"undisturbed,omitempty"`
+}
+
+// disturbedShare is the share of the machine's CPU capacity that other processes may use
+// during a run before the run counts as disturbed.
+const disturbedShare = 0.05
+
+// disturbed reports whether other processes used more than disturbedShare of the CPUs
+// during a run of wall seconds.
+func disturbed(othersCPU, wall float64, cpus int) bool {
+	return othersCPU > disturbedShare*wall*float64(max(cpus, 1))
+}
+
+// quietSummary holds the figures of the undisturbed repetitions: those whose pipeline
+// run(s) and plain-loop run were all undisturbed.
+type quietSummary struct {
+	Reps         []int   `json:"reps"`
+	PipelineRate stat    `json:"pipeline_images_per_s"`
+	LoopRate     stat    `json:"loop_images_per_s"`
+	Ratio        float64 `json:"ratio_of_medians"`
+	SteadyRate   stat    `json:"steady_images_per_s"`
 }
 
 // loopSummary summarises one loop variant.
@@ -154,6 +176,7 @@ func (r *embedResult) summarize(variants []string) {
 		}
 	}
 	s.Ratio = div(s.PipelineRate.Median, plainRate)
+	s.Quiet = r.quiet()
 	if len(r.PipelineHalf) > 0 {
 		st := &steadyState{HalfRows: r.PipelineHalf[0].Rows, FullRows: r.Pipeline[0].Rows}
 		var rates, fixed, halfWalls []float64
@@ -177,6 +200,40 @@ func (r *embedResult) summarize(variants []string) {
 		s.Steady = st
 	}
 	r.Summary = s
+}
+
+// quiet summarises the undisturbed repetitions; nil without pipeline runs.
+func (r *embedResult) quiet() *quietSummary {
+	if len(r.Pipeline) == 0 {
+		return nil
+	}
+	q := &quietSummary{}
+	var pipe, loop, steady []float64
+	for i, p := range r.Pipeline {
+		ok := !disturbed(p.OthersCPUS, p.WallS, r.CPUs)
+		var h *pipelineRun
+		if i < len(r.PipelineHalf) {
+			h = &r.PipelineHalf[i]
+			ok = ok && !disturbed(h.OthersCPUS, h.WallS, r.CPUs)
+		}
+		var l *loopRun
+		for j := range r.Loops {
+			if r.Loops[j].Rep == p.Rep && r.Loops[j].Variant == variantPlain {
+				l = &r.Loops[j]
+			}
+		}
+		if !ok || l == nil || disturbed(l.OthersCPUS, l.WallS, r.CPUs) {
+			continue
+		}
+		q.Reps = append(q.Reps, p.Rep)
+		pipe, loop = append(pipe, p.Rate), append(loop, l.Rate)
+		if h != nil && p.WallS > h.WallS && p.Rows > h.Rows {
+			steady = append(steady, float64(p.Rows-h.Rows)/(p.WallS-h.WallS))
+		}
+	}
+	q.PipelineRate, q.LoopRate, q.SteadyRate = newStat(pipe), newStat(loop), newStat(steady)
+	q.Ratio = div(q.PipelineRate.Median, q.LoopRate.Median)
+	return q
 }
 
 func div(a, b float64) float64 {
@@ -213,6 +270,16 @@ func printReport(w io.Writer, r *embedResult) {
 	}
 	fmt.Fprintf(w, "\n  ratio pipeline / plain loop (medians)        %8.3f   (per rep %.3f … %.3f; target ≥ 0.90)\n",
 		s.Ratio, s.RatioPerRep.Min, s.RatioPerRep.Max)
+	if q := s.Quiet; q != nil {
+		fmt.Fprintf(w, "  undisturbed reps (others used < %.0f%% of the CPUs in each run): %d of %d", 100*disturbedShare, len(q.Reps), len(r.Pipeline))
+		if len(q.Reps) > 0 {
+			fmt.Fprintf(w, " %v: pipeline %.2f, loop %.2f images/s, ratio %.3f", q.Reps, q.PipelineRate.Median, q.LoopRate.Median, q.Ratio)
+			if q.SteadyRate.N > 0 {
+				fmt.Fprintf(w, ", steady state %.2f (ratio %.3f)", q.SteadyRate.Median, div(q.SteadyRate.Median, q.LoopRate.Median))
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "  pipeline peak RSS                            %8.0f MiB (min %.0f, max %.0f; session + one batch alone: %.0f MiB)\n",
 		s.PipelineRSSMiB.Median, s.PipelineRSSMiB.Min, s.PipelineRSSMiB.Max, r.SessionRSSMiB)
 	for _, l := range s.Loops[min(1, len(s.Loops)):] {

@@ -27,9 +27,10 @@ type command struct {
 }
 
 var commands = []command{
-	{"run", "the whole job on a catalog: embed → neighbors → evaluate, each stage writing its files under --output", runFlags},
+	{"run", "the whole job on a catalog: embed → neighbors → rerank → evaluate, each stage writing its files under --output", runFlags},
 	{"embed", "embed every image of a catalog with an ONNX model (catalog → embeddings, rejects)", embedFlags},
 	{"neighbors", "exact top-k neighbour lists of every query, over a sharded gallery (embeddings → neighbors)", neighborsFlags},
+	{"rerank", "rerank each query's top candidates with the STIR pairwise model (neighbors → reranked)", rerankFlags},
 	{"evaluate", "OML retrieval metrics of neighbour lists, or of lists before and after reranking (→ metrics.json)", evaluateFlags},
 	{"synth", "generate a synthetic product catalog (images + OML CSV) for demos, tests and benchmarks", synthFlags},
 }

@@ -9,14 +9,17 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/blob"
 )
 
-// runFlags registers the whole job: embed → neighbors → evaluate, each stage a Beam
-// pipeline on the chosen runner that reads the previous stage's files.
+// runFlags registers the whole job: embed → neighbors → rerank → evaluate, each stage a
+// Beam pipeline on the chosen runner that reads the previous stage's files.
 func runFlags(fs *flag.FlagSet) func(context.Context) error {
 	var e pipelines.EmbedOptions
 	var n pipelines.NeighborsOptions
+	var r pipelines.RerankOptions
 	var ev pipelines.EvaluateOptions
 	finish := embedOptionFlags(fs, &e)
 	neighborsOptionFlags(fs, &n)
+	fs.StringVar(&r.Model, "pair_model", defaultPairModel, "STIR pairwise model; empty: no reranking")
+	rerankOptionFlags(fs, &r)
 	ksFlags(fs, &ev.KS)
 	return func(ctx context.Context) error {
 		finish()
@@ -29,6 +32,13 @@ func runFlags(fs *flag.FlagSet) func(context.Context) error {
 			return fmt.Errorf("neighbors: %w", err)
 		}
 		ev.Lists = blob.Join(e.Output, pipelines.NeighborsDir)
+		if r.Model != "" {
+			r.Output, r.Catalog, r.Root, r.Runtime, r.Library, r.Limits, r.Progress = e.Output, plan.Options.Catalog, plan.Options.Root, e.Runtime, e.Library, e.Limits, e.Progress
+			if err := runRerank(ctx, r); err != nil {
+				return fmt.Errorf("rerank: %w", err)
+			}
+			ev.Compare = blob.Join(e.Output, pipelines.RerankedDir)
+		}
 		ev.Catalog = plan.Options.Catalog
 		ev.Output = blob.Join(e.Output, pipelines.MetricsFile)
 		if err := runEvaluate(ctx, ev); err != nil {

@@ -1,5 +1,6 @@
 // Package embedder turns batches of preprocessed images into embeddings with an ONNX model
-// described by a manifest (models/manifest).
+// described by a manifest (models/manifest). It also runs the STIR pairwise model, whose
+// graph takes two image batches (models/pairwise wraps it).
 //
 // Open checks the manifest against the graph's real input and output shapes before any
 // image is read, and shares one ONNX Runtime session per model and options across every
@@ -52,6 +53,22 @@ func Open(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {
 	if m.Kind != manifest.KindEmbedder {
 		return nil, fmt.Errorf("embedder: manifest %q has kind %q, want %q", m.Name, m.Kind, manifest.KindEmbedder)
 	}
+	return openModel(m, opts)
+}
+
+// OpenAny is Open for a model of any kind: an embedder, or a pairwise model whose two
+// inputs are both image batches. Use RunInto to feed every input.
+func OpenAny(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {
+	if m == nil {
+		return nil, errors.New("embedder: nil manifest")
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("embedder: manifest %q: %w", m.Name, err)
+	}
+	return openModel(m, opts)
+}
+
+func openModel(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {
 	s, err := ort.Acquire(m.Model, m.Inputs, []string{m.Output}, opts)
 	if err != nil {
 		var ge *ort.GraphError
@@ -111,25 +128,33 @@ func checkGraph(m *manifest.Manifest, inputs, outputs []ort.TensorInfo) (fixedBa
 	crop := int64(m.Preprocess.CropSize)
 	inBatch := int64(-1)
 
-	in, ok := find(inputs, m.Inputs[0])
-	switch {
-	case !ok:
-		bad("manifest inputs[0] = %q: the graph has no such input (graph inputs: %s)", m.Inputs[0], names(inputs))
-	case !in.IsTensor || in.ElemType != "float32":
-		bad("manifest inputs[0] = %q: the graph input is %s, want a float32 tensor", m.Inputs[0], in)
-	}
-	if ok && in.IsTensor {
+	for idx, name := range m.Inputs {
+		field := fmt.Sprintf("inputs[%d]", idx)
+		in, ok := find(inputs, name)
+		switch {
+		case !ok:
+			bad("manifest %s = %q: the graph has no such input (graph inputs: %s)", field, name, names(inputs))
+		case !in.IsTensor || in.ElemType != "float32":
+			bad("manifest %s = %q: the graph input is %s, want a float32 tensor", field, name, in)
+		}
+		if !ok || !in.IsTensor {
+			continue
+		}
 		if len(in.Shape) != 4 {
-			bad("manifest inputs[0] = %q: the graph input has rank %d (%s), want 4: [batch,3,crop_size,crop_size]", m.Inputs[0], len(in.Shape), in)
-		} else {
+			bad("manifest %s = %q: the graph input has rank %d (%s), want 4: [batch,3,crop_size,crop_size]", field, name, len(in.Shape), in)
+			continue
+		}
+		if idx == 0 {
 			inBatch = in.Shape[0]
-			if c := in.Shape[1]; !dynamic(c) && c != 3 {
-				bad("manifest inputs[0] = %q: the graph input has %d channels (%s), want 3 (RGB, CHW)", m.Inputs[0], c, in)
-			}
-			for i, axis := range []string{"height", "width"} {
-				if d := in.Shape[2+i]; !dynamic(d) && d != crop {
-					bad("manifest preprocess.crop_size = %d, but the graph input's %s is %d (%s)", crop, axis, d, in)
-				}
+		} else if in.Shape[0] != inBatch && !(dynamic(in.Shape[0]) && dynamic(inBatch)) {
+			bad("manifest %s = %q: the graph input's batch dimension is %s but the first input's is %s", field, name, dimString(in.Shape[0]), dimString(inBatch))
+		}
+		if c := in.Shape[1]; !dynamic(c) && c != 3 {
+			bad("manifest %s = %q: the graph input has %d channels (%s), want 3 (RGB, CHW)", field, name, c, in)
+		}
+		for i, axis := range []string{"height", "width"} {
+			if d := in.Shape[2+i]; !dynamic(d) && d != crop {
+				bad("manifest preprocess.crop_size = %d, but the graph input's %s is %d (%s)", crop, axis, d, in)
 			}
 		}
 	}
@@ -217,6 +242,15 @@ func (e *Embedder) Embed(batch []float32, n int) ([][]float32, error) {
 // caller can reuse its output buffer. Neither batch nor dst is copied: ONNX Runtime reads
 // and writes them in place, so they must not be touched by others during the call.
 func (e *Embedder) EmbedInto(dst, batch []float32, n int) error {
+	return e.RunInto(dst, n, batch)
+}
+
+// RunInto runs one forward pass over n items, with one batch of n preprocessed images per
+// graph input (in manifest order), writing the n×Dim outputs into dst.
+func (e *Embedder) RunInto(dst []float32, n int, batches ...[]float32) error {
+	if len(batches) != len(e.m.Inputs) {
+		return fmt.Errorf("embedder %q: %d input batches for a model with %d inputs", e.m.Name, len(batches), len(e.m.Inputs))
+	}
 	switch {
 	case e.closed.Load():
 		return fmt.Errorf("embedder %q: %w", e.m.Name, ort.ErrClosed)
@@ -225,24 +259,29 @@ func (e *Embedder) EmbedInto(dst, batch []float32, n int) error {
 	case e.fixedBatch > 0 && n != e.fixedBatch:
 		return fmt.Errorf("embedder %q: model %s has a fixed batch size of %d, got %d images (batch in groups of %d, or re-export the model with a dynamic batch axis)",
 			e.m.Name, e.m.Model, e.fixedBatch, n, e.fixedBatch)
-	case len(batch) != n*e.itemLen:
-		return fmt.Errorf("embedder %q: batch holds %d floats, want %d images × 3×%d×%d = %d",
-			e.m.Name, len(batch), n, e.crop, e.crop, n*e.itemLen)
 	case len(dst) != n*e.dim:
 		return fmt.Errorf("embedder %q: output buffer holds %d floats, want %d images × dim %d = %d",
 			e.m.Name, len(dst), n, e.dim, n*e.dim)
 	}
-	in, err := ort.NewTensor([]int64{int64(n), 3, int64(e.crop), int64(e.crop)}, batch)
-	if err != nil {
-		return fmt.Errorf("embedder %q: %w", e.m.Name, err)
+	ins := make([]*ort.Tensor, len(batches))
+	for i, batch := range batches {
+		if len(batch) != n*e.itemLen {
+			return fmt.Errorf("embedder %q: batch holds %d floats, want %d images × 3×%d×%d = %d",
+				e.m.Name, len(batch), n, e.crop, e.crop, n*e.itemLen)
+		}
+		in, err := ort.NewTensor([]int64{int64(n), 3, int64(e.crop), int64(e.crop)}, batch)
+		if err != nil {
+			return fmt.Errorf("embedder %q: %w", e.m.Name, err)
+		}
+		defer in.Destroy()
+		ins[i] = in
 	}
-	defer in.Destroy()
 	out, err := ort.NewTensor([]int64{int64(n), int64(e.dim)}, dst)
 	if err != nil {
 		return fmt.Errorf("embedder %q: %w", e.m.Name, err)
 	}
 	defer out.Destroy()
-	if err := e.s.Run([]*ort.Tensor{in}, []*ort.Tensor{out}); err != nil {
+	if err := e.s.Run(ins, []*ort.Tensor{out}); err != nil {
 		return fmt.Errorf("embedder %q: %w", e.m.Name, err)
 	}
 	return nil

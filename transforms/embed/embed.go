@@ -10,9 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"image"
-	"io"
-	"io/fs"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -20,9 +17,9 @@ import (
 
 	"github.com/stirpipe/stirpipe/models/embedder"
 	"github.com/stirpipe/stirpipe/models/imageio"
+	"github.com/stirpipe/stirpipe/models/imageload"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
-	"github.com/stirpipe/stirpipe/models/preprocess"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
@@ -35,13 +32,9 @@ func init() {
 	register.Emitter1[rejects.Record]()
 }
 
-// Stage names used in rejects records.
-const (
-	StageRead       = "read"
-	StageDecode     = "decode"
-	StagePreprocess = "preprocess"
-	StageEmbed      = "embed"
-)
+// StageEmbed is the rejects stage of an image whose embedding is unusable; images that
+// cannot be loaded are rejected at the stages of models/imageload.
+const StageEmbed = "embed"
 
 var (
 	imagesOK     = beam.NewCounter("embed", "images_ok")
@@ -105,7 +98,7 @@ type embedFn struct {
 	Config Config
 
 	model    *embedder.Embedder
-	pre      *preprocess.Preprocessor
+	images   *imageload.Loader
 	slot     int // floats per image
 	fill     *batch
 	inflight *batch
@@ -135,7 +128,7 @@ func (fn *embedFn) Setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if fn.pre, err = preprocess.New(m.Preprocess); err != nil {
+	if fn.images, err = imageload.New(fn.Config.Root, fn.Config.Limits, m.Preprocess); err != nil {
 		return err
 	}
 	fn.slot = 3 * m.Preprocess.CropSize * m.Preprocess.CropSize
@@ -241,57 +234,15 @@ func (fn *embedFn) rejectRow(ctx context.Context, r rejects.Record, reject func(
 	fn.report.Add(1)
 }
 
-// prepare reads, decodes and preprocesses one row's image into dst. On failure it returns
-// the rejects record instead.
+// prepare loads one row's image into dst; on failure it returns the rejects record.
 func (fn *embedFn) prepare(ctx context.Context, row catalog.Row, dst []float32) (rejects.Record, bool) {
-	rej := func(stage, reason string, err error) (rejects.Record, bool) {
-		return rejects.Record{ItemID: row.ID, Path: row.Path, Line: row.Line, Stage: stage, Reason: reason, Detail: err.Error()}, false
+	err := fn.images.Load(ctx, row, dst)
+	if err == nil {
+		return rejects.Record{}, true
 	}
-	data, reason, err := fn.read(ctx, row.Path)
-	if err != nil {
-		return rej(StageRead, reason, err)
+	var le *imageload.Error
+	if !errors.As(err, &le) {
+		le = &imageload.Error{Stage: imageload.StageRead, Reason: imageio.ReasonIO, Err: err}
 	}
-	img, _, err := imageio.Decode(data, fn.Config.Limits)
-	if err != nil {
-		return rej(StageDecode, imageio.ReasonOf(err), err)
-	}
-	var box *image.Rectangle
-	if r, ok := row.Box(); ok {
-		box = &r
-	}
-	if err := fn.pre.Tensor(img, box, dst); err != nil {
-		return rej(StagePreprocess, imageio.ReasonOf(err), err)
-	}
-	return rejects.Record{}, true
-}
-
-// read loads an image file from under the dataset root, refusing files over the byte limit.
-func (fn *embedFn) read(ctx context.Context, rel string) ([]byte, string, error) {
-	uri, err := catalog.Resolve(fn.Config.Root, rel)
-	if err != nil {
-		return nil, "unsafe_path", err
-	}
-	r, err := catalog.OpenImage(ctx, fn.Config.Root, rel)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, imageio.ReasonMissing, fmt.Errorf("%s: no such file", uri)
-		}
-		if errors.Is(err, catalog.ErrUnsafePath) {
-			return nil, "unsafe_path", err
-		}
-		return nil, imageio.ReasonIO, err
-	}
-	defer r.Close()
-	limit := fn.Config.Limits.MaxBytes
-	if limit <= 0 {
-		limit = imageio.DefaultMaxBytes
-	}
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, imageio.ReasonIO, fmt.Errorf("%s: %w", uri, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, imageio.ReasonTooLarge, fmt.Errorf("%s: larger than the %d-byte limit", uri, limit)
-	}
-	return data, "", nil
+	return rejects.Record{ItemID: row.ID, Path: row.Path, Line: row.Line, Stage: le.Stage, Reason: le.Reason, Detail: err.Error()}, false
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stirpipe/stirpipe/models/embedder"
 	"github.com/stirpipe/stirpipe/models/imageio"
+	"github.com/stirpipe/stirpipe/models/imageload"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/preprocess"
@@ -81,10 +82,10 @@ func TestEmbedOnPrism(t *testing.T) {
 
 	// What each kind of broken file must be rejected as.
 	reasons := map[synth.BadKind]string{
-		synth.BadTruncated: StageDecode + "/" + imageio.ReasonCorrupt,
-		synth.BadEmpty:     StageDecode + "/" + imageio.ReasonEmpty,
-		synth.BadNotImage:  StageDecode + "/" + imageio.ReasonNotImage,
-		synth.BadMissing:   StageRead + "/" + imageio.ReasonMissing,
+		synth.BadTruncated: imageload.StageDecode + "/" + imageio.ReasonCorrupt,
+		synth.BadEmpty:     imageload.StageDecode + "/" + imageio.ReasonEmpty,
+		synth.BadNotImage:  imageload.StageDecode + "/" + imageio.ReasonNotImage,
+		synth.BadMissing:   imageload.StageRead + "/" + imageio.ReasonMissing,
 	}
 	bad := map[string]bool{}
 	var wantRejects []any

@@ -396,16 +396,8 @@ func (fn *writeManifestFn) ProcessElement(ctx context.Context, _ []byte, iter fu
 	for iter(&info) {
 		infos = append(infos, info)
 	}
-	m := neighbors.NewManifest(cfg.Provenance, infos)
-	if err := neighbors.WriteManifest(ctx, cfg.Output, m); err != nil {
+	if err := sink.ListsManifest(ctx, cfg.Output, cfg.Provenance, infos); err != nil {
 		return err
 	}
-	if err := neighbors.RemoveTmp(ctx, cfg.Output); err != nil {
-		return err
-	}
-	files := make([]string, len(m.Shards))
-	for i, sh := range m.Shards {
-		files[i] = sh.File
-	}
-	return sink.RemoveStale(ctx, cfg.Output, files)
+	return neighbors.RemoveTmp(ctx, cfg.Output)
 }

@@ -1,5 +1,5 @@
-// Package sink writes the stage files of the pipeline: embeddings as Parquet shards with a
-// manifest written last, and the rejects file. Files are published atomically and their
+// Package sink writes the stage files of the pipeline: embeddings and neighbour lists as
+// shards with a manifest written last, and rejects files. Files are published atomically and their
 // contents are sorted, so the same inputs give the same bytes on every run and runner.
 package sink
 
@@ -15,6 +15,7 @@ import (
 
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
+	"github.com/stirpipe/stirpipe/schemas/neighbors"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 	"github.com/stirpipe/stirpipe/transforms/catalogio"
 )
@@ -24,6 +25,11 @@ func init() {
 	register.DoFn4x1[context.Context, int, func(*embeddings.Record) bool, func(embeddings.ShardInfo), error](&writeShardFn{})
 	register.DoFn3x1[context.Context, []byte, func(*embeddings.ShardInfo) bool, error](&writeManifestFn{})
 	register.DoFn3x1[context.Context, []byte, func(*rejects.Record) bool, error](&writeRejectsFn{})
+	register.DoFn2x0[neighbors.Record, func(int, neighbors.Record)](&listKeyFn{})
+	register.DoFn4x1[context.Context, int, func(*neighbors.Record) bool, func(neighbors.ShardInfo), error](&writeListsFn{})
+	register.DoFn3x1[context.Context, []byte, func(*neighbors.ShardInfo) bool, error](&writeListsManifestFn{})
+	register.Emitter2[int, neighbors.Record]()
+	register.Iter1[*neighbors.Record]()
 	register.Emitter2[int, embeddings.Record]()
 	register.Emitter1[embeddings.ShardInfo]()
 	register.Iter1[*embeddings.Record]()
@@ -132,4 +138,73 @@ func (fn *writeRejectsFn) ProcessElement(ctx context.Context, _ []byte, iter fun
 	}
 	_, err := rejects.WriteShard(ctx, fn.URI, recs)
 	return err
+}
+
+// Lists writes neighbour-list records under dir as `files` files of format ext (a query's
+// file is a hash of its id), then dir/_manifest.json; part files of an earlier run that the
+// manifest does not list are removed.
+func Lists(s beam.Scope, recs beam.PCollection, dir string, files int, ext string, prov neighbors.Provenance) {
+	s = s.Scope("WriteLists")
+	if files < 1 {
+		panic(fmt.Sprintf("sink.Lists: files must be ≥ 1, got %d", files))
+	}
+	keyed := beam.ParDo(s, &listKeyFn{Files: files}, recs)
+	infos := beam.ParDo(s, &writeListsFn{Dir: dir, Files: files, Ext: ext, Provenance: prov}, beam.GroupByKey(s, keyed))
+	beam.ParDo0(s, &writeListsManifestFn{Dir: dir, Provenance: prov}, beam.Impulse(s), beam.SideInput{Input: infos})
+}
+
+type listKeyFn struct{ Files int }
+
+func (fn *listKeyFn) ProcessElement(r neighbors.Record, emit func(int, neighbors.Record)) {
+	emit(catalogio.ShardOf(r.QueryID, fn.Files), r)
+}
+
+type writeListsFn struct {
+	Dir        string
+	Files      int
+	Ext        string
+	Provenance neighbors.Provenance
+}
+
+func (fn *writeListsFn) ProcessElement(ctx context.Context, file int, iter func(*neighbors.Record) bool, emit func(neighbors.ShardInfo)) error {
+	var recs []neighbors.Record
+	var r neighbors.Record
+	for iter(&r) {
+		recs = append(recs, r)
+		r = neighbors.Record{}
+	}
+	info, err := neighbors.WriteFile(ctx, blob.Join(fn.Dir, neighbors.ShardName(file, fn.Files, fn.Ext)), recs, fn.Provenance)
+	if err != nil {
+		return err
+	}
+	emit(info)
+	return nil
+}
+
+type writeListsManifestFn struct {
+	Dir        string
+	Provenance neighbors.Provenance
+}
+
+func (fn *writeListsManifestFn) ProcessElement(ctx context.Context, _ []byte, iter func(*neighbors.ShardInfo) bool) error {
+	var infos []neighbors.ShardInfo
+	var info neighbors.ShardInfo
+	for iter(&info) {
+		infos = append(infos, info)
+	}
+	return ListsManifest(ctx, fn.Dir, fn.Provenance, infos)
+}
+
+// ListsManifest writes the manifest of a neighbour-list output from its files, then
+// removes the part files of an earlier run that it does not list.
+func ListsManifest(ctx context.Context, dir string, prov neighbors.Provenance, infos []neighbors.ShardInfo) error {
+	m := neighbors.NewManifest(prov, infos)
+	if err := neighbors.WriteManifest(ctx, dir, m); err != nil {
+		return err
+	}
+	files := make([]string, len(m.Shards))
+	for i, sh := range m.Shards {
+		files[i] = sh.File
+	}
+	return RemoveStale(ctx, dir, files)
 }

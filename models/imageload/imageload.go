@@ -1,0 +1,108 @@
+// Package imageload turns a catalog row into a model input: it reads the row's image from
+// under the dataset root (local or gs://, never outside it), refuses oversized files and
+// images, decodes by content, crops to the row's box and preprocesses it (models/preprocess).
+// Every failure carries the stage and a stable reason for the rejects file.
+package imageload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"io/fs"
+
+	"github.com/stirpipe/stirpipe/models/imageio"
+	"github.com/stirpipe/stirpipe/models/manifest"
+	"github.com/stirpipe/stirpipe/models/preprocess"
+	"github.com/stirpipe/stirpipe/schemas/catalog"
+)
+
+// Stages of a failure, as written in rejects records.
+const (
+	StageRead       = "read"
+	StageDecode     = "decode"
+	StagePreprocess = "preprocess"
+)
+
+// ReasonUnsafePath is the reason of a path that would leave the dataset root.
+const ReasonUnsafePath = "unsafe_path"
+
+// Error is a row whose image could not be turned into a tensor.
+type Error struct {
+	Stage, Reason string
+	Err           error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Loader loads images for one preprocessing. It is safe for concurrent use.
+type Loader struct {
+	root   string
+	limits imageio.Limits
+	pre    *preprocess.Preprocessor
+}
+
+// New returns a Loader for images under root, preprocessed as p.
+func New(root string, limits imageio.Limits, p manifest.Preprocess) (*Loader, error) {
+	pre, err := preprocess.New(p)
+	if err != nil {
+		return nil, err
+	}
+	return &Loader{root: root, limits: limits, pre: pre}, nil
+}
+
+// TensorLen is the number of float32 values of one image.
+func (l *Loader) TensorLen() int { return l.pre.TensorLen() }
+
+// Load writes the preprocessed image of row into dst (TensorLen values). A failure is an
+// *Error.
+func (l *Loader) Load(ctx context.Context, row catalog.Row, dst []float32) error {
+	data, err := l.read(ctx, row.Path)
+	if err != nil {
+		return err
+	}
+	img, _, err := imageio.Decode(data, l.limits)
+	if err != nil {
+		return &Error{StageDecode, imageio.ReasonOf(err), err}
+	}
+	var box *image.Rectangle
+	if r, ok := row.Box(); ok {
+		box = &r
+	}
+	if err := l.pre.Tensor(img, box, dst); err != nil {
+		return &Error{StagePreprocess, imageio.ReasonOf(err), err}
+	}
+	return nil
+}
+
+// read loads an image file from under the root, refusing files over the byte limit.
+func (l *Loader) read(ctx context.Context, rel string) ([]byte, error) {
+	uri, err := catalog.Resolve(l.root, rel)
+	if err != nil {
+		return nil, &Error{StageRead, ReasonUnsafePath, err}
+	}
+	r, err := catalog.OpenImage(ctx, l.root, rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, &Error{StageRead, imageio.ReasonMissing, fmt.Errorf("%s: no such file", uri)}
+	case errors.Is(err, catalog.ErrUnsafePath):
+		return nil, &Error{StageRead, ReasonUnsafePath, err}
+	case err != nil:
+		return nil, &Error{StageRead, imageio.ReasonIO, err}
+	}
+	defer r.Close()
+	limit := l.limits.MaxBytes
+	if limit <= 0 {
+		limit = imageio.DefaultMaxBytes
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, &Error{StageRead, imageio.ReasonIO, fmt.Errorf("%s: %w", uri, err)}
+	}
+	if int64(len(data)) > limit {
+		return nil, &Error{StageRead, imageio.ReasonTooLarge, fmt.Errorf("%s: larger than the %d-byte limit", uri, limit)}
+	}
+	return data, nil
+}

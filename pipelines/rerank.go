@@ -1,0 +1,159 @@
+package pipelines
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+
+	"github.com/stirpipe/stirpipe/models/imageio"
+	"github.com/stirpipe/stirpipe/models/manifest"
+	"github.com/stirpipe/stirpipe/models/ort"
+	"github.com/stirpipe/stirpipe/models/pairwise"
+	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/catalog"
+	"github.com/stirpipe/stirpipe/schemas/embeddings"
+	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/transforms/evaluate"
+	"github.com/stirpipe/stirpipe/transforms/rerank"
+	"github.com/stirpipe/stirpipe/transforms/sink"
+)
+
+// RerankOptions configure the rerank pipeline.
+type RerankOptions struct {
+	// Lists is the neighbours output to rerank ("" = Output/neighbors).
+	Lists string
+	// Output is the run directory; reranked lists go to Output/reranked.
+	Output string
+	// Catalog is the catalog the lists come from ("" = the one their provenance names);
+	// Root is its dataset root ("" = the catalog's directory).
+	Catalog, Root string
+	// Model is the pairwise model's manifest or ONNX file.
+	Model string
+	// TopN is the number of head candidates rescored per query.
+	TopN int
+	// BatchPairs is the number of pairs per forward pass; CacheImages bounds the images
+	// kept per bundle.
+	BatchPairs, CacheImages int
+	// Runtime, Library and Limits as for the embed pipeline.
+	Runtime ort.Options
+	Library string
+	Limits  imageio.Limits
+	// Progress prints progress lines.
+	Progress bool
+}
+
+// RerankPlan is a checked rerank job.
+type RerankPlan struct {
+	Options    RerankOptions
+	Config     rerank.Config
+	Files      []string
+	Provenance neighbors.Provenance
+}
+
+// PrepareRerank checks top_n against the lists, the catalog against the lists'
+// provenance, and the pairwise model against its graph and against the embedder's
+// preprocessing, before any image is read.
+func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
+	var errs []error
+	if o.Output == "" {
+		errs = append(errs, errors.New("--output is required: the run directory"))
+	}
+	if o.Model == "" {
+		errs = append(errs, errors.New("--pair_model is required: the STIR pairwise model"))
+	}
+	if o.TopN < 2 {
+		errs = append(errs, fmt.Errorf("--top_n must be ≥ 2 (reranking fewer than two candidates changes no order), got %d", o.TopN))
+	}
+	if o.BatchPairs < 1 || o.CacheImages < 1 {
+		errs = append(errs, fmt.Errorf("--pair_batch and --image_cache must be ≥ 1, got %d and %d", o.BatchPairs, o.CacheImages))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if o.Lists == "" {
+		o.Lists = blob.Join(o.Output, NeighborsDir)
+	}
+	m, err := neighbors.ReadManifest(ctx, o.Lists)
+	if err != nil {
+		return nil, err
+	}
+	if m.Stage != neighbors.StageNeighbors {
+		return nil, fmt.Errorf("%s holds %s lists: rerank the neighbours output", o.Lists, m.Stage)
+	}
+	if o.TopN > m.K {
+		return nil, fmt.Errorf("--top_n = %d is larger than the lists (k = %d): choose top_n ≤ %d", o.TopN, m.K, m.K)
+	}
+	if o.Catalog == "" {
+		o.Catalog = m.CatalogURI
+	}
+	if o.Root == "" {
+		o.Root = dirOf(o.Catalog)
+	}
+	cat, err := catalog.Load(ctx, o.Catalog, catalog.Options{Root: o.Root})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	if cat.Snapshot != m.CatalogSnapshot {
+		return nil, fmt.Errorf("the lists in %s were computed from catalog snapshot %s, but %s is %s: rerank with that catalog, or rerun the pipeline", o.Lists, m.CatalogSnapshot, o.Catalog, cat.Snapshot)
+	}
+	pm, err := manifest.Load(o.Model)
+	if err != nil {
+		return nil, err
+	}
+	if err := compatibleWithEmbeddings(ctx, pm, m.EmbeddingsURI); err != nil {
+		return nil, err
+	}
+	if err := ort.Init(o.Library); err != nil {
+		return nil, err
+	}
+	sc, err := pairwise.Open(pm, o.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	sha := sc.ModelSHA256()
+	if err := sc.Close(); err != nil {
+		return nil, err
+	}
+	in, err := neighbors.ManifestSHA256(ctx, o.Lists)
+	if err != nil {
+		return nil, err
+	}
+	prov := m.Provenance
+	prov.Stage, prov.PairModelName, prov.PairModelSHA256, prov.TopN = neighbors.StageReranked, pm.Name, sha, o.TopN
+	prov.InputURI, prov.InputSnapshot, prov.Producer = o.Lists, in, "stirpipe rerank"
+	files := make([]string, len(m.Shards))
+	for i, sh := range m.Shards {
+		files[i] = sh.File
+	}
+	return &RerankPlan{
+		Options: o, Files: files, Provenance: prov,
+		Config: rerank.Config{Model: o.Model, Catalog: o.Catalog, CatalogFormat: cat.Format, CatalogSnapshot: cat.Snapshot, Root: o.Root,
+			TopN: o.TopN, BatchPairs: o.BatchPairs, CacheImages: o.CacheImages, Runtime: o.Runtime, Library: o.Library,
+			Limits: o.Limits, Total: m.Rows, Progress: o.Progress},
+	}, nil
+}
+
+// compatibleWithEmbeddings checks that the pairwise model preprocesses images as the
+// embedder that produced the lists did.
+func compatibleWithEmbeddings(ctx context.Context, pm *manifest.Manifest, embeddingsDir string) error {
+	em, err := embeddings.ReadManifest(ctx, embeddingsDir)
+	if err != nil {
+		return fmt.Errorf("the embeddings the lists were computed from: %w", err)
+	}
+	var pre manifest.Preprocess
+	if err := json.Unmarshal([]byte(em.Preprocess), &pre); err != nil {
+		return fmt.Errorf("embeddings %s: preprocessing in provenance: %w", embeddingsDir, err)
+	}
+	return pairwise.Compatible(pm, &manifest.Manifest{Name: em.ModelName, Preprocess: pre})
+}
+
+// Rerank builds the rerank pipeline: neighbours → reranked lists (and rejects).
+func Rerank(s beam.Scope, p *RerankPlan) {
+	lists := evaluate.ReadLists(s, p.Options.Lists, p.Files)
+	out, rejs := rerank.Rerank(s, lists, p.Config)
+	sink.Lists(s, out, blob.Join(p.Options.Output, RerankedDir), max(1, len(p.Files)), neighbors.ExtParquet, p.Provenance)
+	sink.Rejects(s, rejs, RejectsFile(p.Options.Output, rerank.Stage))
+}
