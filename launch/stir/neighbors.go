@@ -140,7 +140,9 @@ func runEvaluate(ctx context.Context, o pipelines.EvaluateOptions) error {
 	return printMetrics(doc, o.Output)
 }
 
-// printMetrics prints a metrics document as tables.
+// printMetrics prints a metrics document: the full table of a single evaluation, or for a
+// comparison the OVERALL before/after/delta of every metric and, per category, the first
+// cutoff of each metric before → after.
 func printMetrics(doc metrics.Document, where string) error {
 	w := os.Stdout
 	if doc.Report != nil {
@@ -149,17 +151,33 @@ func printMetrics(doc metrics.Document, where string) error {
 			return err
 		}
 	}
-	for _, part := range []struct {
-		name string
-		r    *metrics.Report
-	}{{"before (embeddings)", doc.Before}, {"after (STIR reranking)", doc.After}, {"delta (after − before)", doc.Delta}} {
-		if part.r == nil {
-			continue
+	if doc.Before != nil && doc.After != nil {
+		fmt.Fprintf(w, "evaluate: embeddings (before) vs STIR reranking (after), %d queries\n", doc.After.Overall.Counts.Queries)
+		fmt.Fprintf(w, "  %-14s %8s %8s %8s\n", "OVERALL", "before", "after", "delta")
+		for _, m := range metrics.Metrics {
+			for _, k := range doc.KS.Ks(m) {
+				key := metrics.Key(m, k)
+				fmt.Fprintf(w, "  %-14s %8.4f %8.4f %+8.4f\n", key, doc.Before.Overall.Metrics[key], doc.After.Overall.Metrics[key], doc.Delta.Overall.Metrics[key])
+			}
 		}
-		part.r.KS = doc.KS
-		fmt.Fprintf(w, "evaluate: %s\n", part.name)
-		if err := metrics.WriteTable(w, *part.r); err != nil {
-			return err
+		var keys []string
+		for _, m := range metrics.Metrics {
+			if ks := doc.KS.Ks(m); len(ks) > 0 {
+				keys = append(keys, metrics.Key(m, ks[0]))
+			}
+		}
+		fmt.Fprintf(w, "  %-14s %7s", "category", "queries")
+		for _, k := range keys {
+			fmt.Fprintf(w, " %17s", k+" before→after")
+		}
+		fmt.Fprintln(w)
+		for _, name := range doc.After.CategoryNames() {
+			b, a := doc.Before.Categories[name], doc.After.Categories[name]
+			fmt.Fprintf(w, "  %-14s %7d", name, a.Counts.Queries)
+			for _, k := range keys {
+				fmt.Fprintf(w, "     %.3f → %.3f", b.Metrics[k], a.Metrics[k])
+			}
+			fmt.Fprintln(w)
 		}
 	}
 	fmt.Fprintf(w, "evaluate: metrics written to %s\n", where)
