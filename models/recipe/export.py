@@ -1,14 +1,20 @@
-"""Exports a ViT embedder (vit.py) to ONNX with its manifest (models/manifest/manifest.go).
+"""Exports a ViT embedder (vit.py) or a STIR pairwise model (pairwise.py) to ONNX with its
+manifest (models/manifest/manifest.go).
 
     /usr/bin/python3 models/recipe/export.py --config tiny --out models/zoo/vit-tiny
     /usr/bin/python3 models/recipe/export.py --config vits16 --out models/zoo/vits16 \\
         --checkpoint vits16_sop_21e743.ckpt
+    /usr/bin/python3 models/recipe/export.py --kind pairwise --config vits16 --out models/zoo/vits16 \\
+        [--checkpoint POSTPROCESSOR.ckpt]
 
-writes DIR/embedder.onnx (opset 17, input "images" float32 [batch,3,224,224], output
-"embeddings" float32 [batch,dim], batch dynamic) and DIR/embedder.json. Without
---checkpoint the weights are random from --seed (the committed tiny model). The graph is
-checked with onnx.checker; if the onnxruntime Python package is present its output is also
-compared with torch's (the Go tests in models/zoo do that with the pipeline's own runtime).
+--kind embedder (default) writes DIR/embedder.onnx (opset 17, input "images" float32
+[batch,3,224,224], output "embeddings" float32 [batch,dim]) and DIR/embedder.json.
+--kind pairwise writes DIR/pairwise.onnx (inputs "query" and "candidate", each float32
+[batch,3,224,224]; the graph stacks them on the height axis itself; output "logits" float32
+[batch,1], "the pair is different") and DIR/pairwise.json. The batch axis is dynamic.
+Without --checkpoint the weights are random from --seed. The graph is checked with
+onnx.checker; if the onnxruntime Python package is present its output is also compared with
+torch's (the Go tests in models/zoo do that with the pipeline's own runtime).
 
 Dev-time only (Debian python3-torch 1.13, torchvision 0.14, onnx 1.12); never run by the
 pipeline.
@@ -22,20 +28,26 @@ import json
 import os
 import sys
 import warnings
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import onnx
 import torch
 
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vit  # noqa: E402  (sibling module; the recipe is a directory of scripts, not a package)
+import pairwise  # noqa: E402  (sibling modules; the recipe is a directory of scripts, not a package)
+import vit  # noqa: E402
 
 OPSET = 17
+EMBEDDER, PAIRWISE = "embedder", "pairwise"  # manifest kinds (models/manifest)
 INPUT = "images"
 OUTPUT = "embeddings"
 ONNX_NAME = "embedder.onnx"
 MANIFEST_NAME = "embedder.json"
+PAIRWISE_INPUTS = ("query", "candidate")
+PAIRWISE_OUTPUT = "logits"
+PAIRWISE_ONNX_NAME = "pairwise.onnx"
+PAIRWISE_MANIFEST_NAME = "pairwise.json"
 
 # Init scale of the random tiny model (trunc-normal std of every weight matrix, cls_token,
 # pos_embed). Measured on the 109 images of the synthetic golden catalog (README.md): DINO's
@@ -74,27 +86,48 @@ def build_model(config: str, seed: int, checkpoint: Optional[str], normalize: bo
     return model.eval()
 
 
-def manifest(name: str, dim: int, normalize: bool, img_size: int) -> Dict[str, object]:
-    """The manifest document; every field of manifest.Manifest and nothing else."""
+def build_pairwise(
+    config: str, seed: int, checkpoint: Optional[str], hidden: Optional[List[int]] = None
+) -> pairwise.ConcatSiamese:
+    """The eval-mode pairwise model of a named backbone configuration: random from `seed`
+    (head widths `hidden`, default D/2), or a ConcatSiamese checkpoint (widths from the file)."""
+    cfg = vit.CONFIGS[config]
+    if checkpoint:
+        return pairwise.load_checkpoint(checkpoint, cfg)
+    return pairwise.random_model(cfg, seed, RANDOM_INIT_STD, hidden)
+
+
+def file_names(kind: str) -> Tuple[str, str]:
+    """(ONNX file, manifest file) of a model kind."""
+    return (ONNX_NAME, MANIFEST_NAME) if kind == EMBEDDER else (PAIRWISE_ONNX_NAME, PAIRWISE_MANIFEST_NAME)
+
+
+def manifest(name: str, dim: int, normalize: bool, img_size: int, kind: str = EMBEDDER) -> Dict[str, object]:
+    """The manifest document; every field of manifest.Manifest and nothing else. A pairwise
+    model outputs one unnormalised logit per pair, compared as sigmoid(logit)."""
     pre = dict(IMAGENET_PREPROCESS)
     pre["resize_to"] = img_size
     pre["crop_size"] = img_size
+    pair = kind == PAIRWISE
     return {
         "name": name,
-        "kind": "embedder",
-        "model": ONNX_NAME,
-        "inputs": [INPUT],
-        "output": OUTPUT,
-        "dim": dim,
-        "normalized": normalize,
-        "distance": "euclidean",
+        "kind": kind,
+        "model": file_names(kind)[0],
+        "inputs": list(PAIRWISE_INPUTS) if pair else [INPUT],
+        "output": PAIRWISE_OUTPUT if pair else OUTPUT,
+        "dim": 1 if pair else dim,
+        "normalized": False if pair else normalize,
+        "distance": "sigmoid_logit" if pair else "euclidean",
         "preprocess": pre,
     }
 
 
-def metadata(config: str, seed: int, checkpoint: Optional[str], normalize: bool) -> Dict[str, str]:
+def metadata(
+    config: str, seed: int, checkpoint: Optional[str], normalize: bool, kind: str = EMBEDDER,
+    hidden: Optional[List[int]] = None,
+) -> Dict[str, str]:
     """Provenance stored in the ONNX file's metadata_props."""
-    return {
+    meta = {
         "stir.recipe": "models/recipe/export.py",
         "stir.config": json.dumps({"name": config, **vit.config_dict(vit.CONFIGS[config])}, sort_keys=True),
         "stir.normalized": str(normalize).lower(),
@@ -105,60 +138,107 @@ def metadata(config: str, seed: int, checkpoint: Optional[str], normalize: bool)
         ),
         "stir.torch": torch.__version__,
     }
+    if kind == PAIRWISE:
+        cfg = vit.CONFIGS[config]
+        meta["stir.kind"] = PAIRWISE
+        meta["stir.normalized"] = "false"
+        meta["stir.pairwise"] = json.dumps(
+            {
+                "concat": "height, query on top",
+                "input": [cfg.in_chans, 2 * cfg.img_size, cfg.img_size],
+                "head_hidden": hidden if hidden is not None else pairwise.default_hidden(cfg),
+                "logit": "pair is different; score = sigmoid(logit)",
+            },
+            sort_keys=True,
+        )
+    return meta
 
 
-def export(model: vit.ViT, onnx_path: str, metadata: Dict[str, str]) -> None:
-    """Writes the ONNX graph. Autograd must stay enabled: torch 1.13's exporter only takes
-    the traced attention path with grad mode on, so this is deliberately not in no_grad."""
-    cfg = model.cfg
-    dummy = torch.zeros(vit.input_shape(cfg, batch=2))
+def write_onnx(
+    module: torch.nn.Module,
+    dummies: Tuple[torch.Tensor, ...],
+    onnx_path: str,
+    inputs: List[str],
+    output: str,
+    width: int,
+    metadata: Dict[str, str],
+) -> None:
+    """Traces `module` to ONNX with a dynamic batch axis on every input and the output, fixes
+    the output's second dimension to `width` and stores `metadata` in metadata_props.
+
+    Autograd must stay enabled: torch 1.13's exporter only takes the traced attention path
+    with grad mode on, so this is deliberately not in no_grad."""
     with warnings.catch_warnings():
         # The input size is fixed by the graph signature, so the tracer's warnings about
         # shapes turned into constants (patch grid, pos_embed checks) are expected.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            model,
-            dummy,
+            module,
+            dummies if len(dummies) > 1 else dummies[0],
             onnx_path,
             opset_version=OPSET,
-            input_names=[INPUT],
-            output_names=[OUTPUT],
-            dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+            input_names=inputs,
+            output_names=[output],
+            dynamic_axes={**{name: {0: "batch"} for name in inputs}, output: {0: "batch"}},
             do_constant_folding=True,
         )
     m = onnx.load(onnx_path)
-    # The exporter leaves the embedding width symbolic (it follows a Div whose shape it
-    # does not propagate); it is a constant of the graph, so state it.
+    # The exporter may leave the output width symbolic (e.g. after a Div whose shape it does
+    # not propagate); it is a constant of the graph, so state it.
     (out,) = m.graph.output
-    width = out.type.tensor_type.shape.dim[1]
-    width.Clear()
-    width.dim_value = cfg.dim
+    dim = out.type.tensor_type.shape.dim[1]
+    dim.Clear()
+    dim.dim_value = width
     for k, v in sorted(metadata.items()):
         entry = m.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.save(m, onnx_path)
 
 
-def check(onnx_path: str, model: vit.ViT) -> str:
-    """Validates the saved graph and, when possible, its numbers. Returns a summary line."""
+def export(model: vit.ViT, onnx_path: str, metadata: Dict[str, str]) -> None:
+    """Writes the embedder's ONNX graph: images [batch,3,S,S] → embeddings [batch,dim]."""
+    cfg = model.cfg
+    dummy = torch.zeros(vit.input_shape(cfg, batch=2))
+    write_onnx(model, (dummy,), onnx_path, [INPUT], OUTPUT, cfg.dim, metadata)
+
+
+def export_pairwise(model: pairwise.ConcatSiamese, onnx_path: str, metadata: Dict[str, str]) -> None:
+    """Writes the pairwise model's ONNX graph: (query, candidate) [batch,3,S,S] each → logits
+    [batch,1]. The 2S×S positional table is computed here once and stored as a constant."""
+    cfg = model.cfg
+    dummy = torch.zeros(vit.input_shape(cfg, batch=2))
+    graph = pairwise.PairwiseGraph(model.eval())
+    write_onnx(graph, (dummy, dummy.clone()), onnx_path, list(PAIRWISE_INPUTS), PAIRWISE_OUTPUT, 1, metadata)
+
+
+def check(onnx_path: str, model: torch.nn.Module) -> str:
+    """Validates the saved graph (embedder or pairwise, by the model's type) and, when
+    possible, its numbers. Returns a summary line."""
     m = onnx.load(onnx_path)
     onnx.checker.check_model(m, full_check=True)
+    pair = isinstance(model, pairwise.ConcatSiamese)
     cfg = model.cfg
     ins = [(i.name, [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]) for i in m.graph.input]
     outs = [(o.name, [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]) for o in m.graph.output]
-    want_in = [(INPUT, ["batch", cfg.in_chans, cfg.img_size, cfg.img_size])]
-    want_out = [(OUTPUT, ["batch", cfg.dim])]
+    image = ["batch", cfg.in_chans, cfg.img_size, cfg.img_size]
+    if pair:
+        want_in = [(name, image) for name in PAIRWISE_INPUTS]
+        want_out = [(PAIRWISE_OUTPUT, ["batch", 1])]
+    else:
+        want_in = [(INPUT, image)]
+        want_out = [(OUTPUT, ["batch", cfg.dim])]
     if ins != want_in or outs != want_out:
         raise SystemExit(f"{onnx_path}: graph signature {ins} → {outs}, want {want_in} → {want_out}")
     try:
         import onnxruntime  # type: ignore
     except ImportError:
         return "onnx.checker ok; onnxruntime (Python) not installed: numbers are checked by `go test ./models/zoo`"
-    x = torch.randn(vit.input_shape(cfg, batch=3), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    xs = [torch.randn(vit.input_shape(cfg, batch=3), generator=gen) for _ in want_in]
     with torch.no_grad():
-        want = model(x).numpy()
+        want = model.eval()(*xs).numpy()
     sess = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    got = sess.run([OUTPUT], {INPUT: x.numpy()})[0]
+    got = sess.run([want_out[0][0]], {name: x.numpy() for (name, _), x in zip(want_in, xs)})[0]
     diff = float(abs(got - want).max())
     if diff > 1e-4:
         raise SystemExit(f"{onnx_path}: onnxruntime differs from torch by {diff}")
@@ -167,10 +247,20 @@ def check(onnx_path: str, model: vit.ViT) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kind", choices=(EMBEDDER, PAIRWISE), default=EMBEDDER, help="model kind (default embedder)")
     ap.add_argument("--config", choices=sorted(vit.CONFIGS), required=True)
     ap.add_argument("--out", required=True, help="output directory (created)")
-    ap.add_argument("--checkpoint", help="OML/DINO checkpoint to load (default: random init)")
+    ap.add_argument(
+        "--checkpoint",
+        help="checkpoint to load (default: random init): an OML/DINO embedder, or with --kind pairwise "
+        "an OML ConcatSiamese postprocessor (or train_stir.py's pairwise.pt)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="seed of the random init")
+    ap.add_argument(
+        "--head-hidden",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        help="random pairwise head widths, comma-separated (default D/2; a checkpoint brings its own)",
+    )
     ap.add_argument("--name", help="manifest name (default vit-CONFIG-random or vit-CONFIG-<checkpoint stem>)")
     ap.add_argument(
         "--no-normalize",
@@ -179,30 +269,45 @@ def main(argv=None) -> None:
         help="output the raw CLS features (OML's vits16_inshop was evaluated this way); default x/‖x‖",
     )
     args = ap.parse_args(argv)
+    if args.kind == PAIRWISE and not args.normalize:
+        ap.error("--no-normalize applies to embedders; a pairwise model outputs a logit")
+    if args.head_hidden is not None and (args.kind != PAIRWISE or args.checkpoint):
+        ap.error("--head-hidden applies to a random --kind pairwise model")
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    model = build_model(args.config, args.seed, args.checkpoint, args.normalize)
+    hidden = None
+    if args.kind == PAIRWISE:
+        model = build_pairwise(args.config, args.seed, args.checkpoint, args.head_hidden)
+        hidden = model.hidden
+    else:
+        model = build_model(args.config, args.seed, args.checkpoint, args.normalize)
     cfg = model.cfg
+    stem = "stir" if args.kind == PAIRWISE else "vit"
     if args.name:
         name = args.name
     elif args.checkpoint:
-        name = f"vit-{args.config}-{os.path.splitext(os.path.basename(args.checkpoint))[0]}"
+        name = f"{stem}-{args.config}-{os.path.splitext(os.path.basename(args.checkpoint))[0]}"
     else:
-        name = f"vit-{args.config}-random"
+        name = f"{stem}-{args.config}-random"
 
     os.makedirs(args.out, exist_ok=True)
-    onnx_path = os.path.join(args.out, ONNX_NAME)
-    export(model, onnx_path, metadata(args.config, args.seed, args.checkpoint, args.normalize))
+    onnx_name, man_name = file_names(args.kind)
+    onnx_path = os.path.join(args.out, onnx_name)
+    meta = metadata(args.config, args.seed, args.checkpoint, args.normalize, args.kind, hidden)
+    if args.kind == PAIRWISE:
+        export_pairwise(model, onnx_path, meta)
+    else:
+        export(model, onnx_path, meta)
     summary = check(onnx_path, model)
 
-    man = manifest(name, cfg.dim, args.normalize, cfg.img_size)
-    man_path = os.path.join(args.out, MANIFEST_NAME)
+    man = manifest(name, cfg.dim, args.normalize, cfg.img_size, args.kind)
+    man_path = os.path.join(args.out, man_name)
     with open(man_path, "w") as f:
         json.dump(man, f, indent=2)
         f.write("\n")
 
     print(f"{onnx_path}: {os.path.getsize(onnx_path)} bytes, sha256 {sha256_file(onnx_path)}")
-    print(f"{man_path}: name {name}, dim {cfg.dim}, {vit.param_count(model)} parameters")
+    print(f"{man_path}: name {name}, kind {args.kind}, dim {man['dim']}, {vit.param_count(model)} parameters")
     print(summary)
 
 

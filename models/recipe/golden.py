@@ -230,6 +230,40 @@ def f32(x: float) -> float:
     return float(str(np.float32(x)))
 
 
+def store_image(out_dir: str, c: Candidate, n: int) -> Tuple[Dict[str, object], torch.Tensor]:
+    """Stores case n under out_dir (images/NN-NAME: original bytes; preprocessed/NN-NAME.png:
+    the PIL crop) and returns its golden.json entry (without "embedding") and the float32
+    [3,224,224] tensor, read back from the stored PNG so it provably comes from those bytes."""
+    stem, ext = os.path.splitext(c.name or f"{n:02d}-{os.path.basename(c.rel)}")
+    src_name = f"images/{stem}{ext.lower()}"
+    pre_name = f"preprocessed/{stem}.png"
+    with open(os.path.join(out_dir, src_name), "wb") as f:
+        f.write(c.data)
+    crop = preprocess(c.data, c.bbox)
+    crop.save(os.path.join(out_dir, pre_name), format="PNG", optimize=True)
+    with Image.open(os.path.join(out_dir, pre_name)) as im:
+        stored = im.convert("RGB")
+    assert np.array_equal(np.asarray(stored), np.asarray(crop))
+    x = TO_TENSOR(stored)
+    assert x.dtype == torch.float32 and tuple(x.shape) == (3, SIZE, SIZE)
+    w, h = c.region()
+    rw, rh = resized_size(w, h)
+    entry = {
+        "source": src_name,
+        "catalog_path": None if c.derived_from else c.rel,
+        "derived_from": c.derived_from,
+        "format": c.fmt,
+        "mode": c.mode,
+        "width": c.size[0],
+        "height": c.size[1],
+        "bbox": list(c.bbox) if c.bbox else None,
+        "resized": [rw, rh],
+        "preprocessed": pre_name,
+        "tensor_sha256": hashlib.sha256(x.numpy().astype("<f4").tobytes()).hexdigest(),
+    }
+    return entry, x
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--catalog", help="OML catalog CSV to select images from")
@@ -281,40 +315,12 @@ def main(argv=None) -> None:
 
     entries, embs = [], []
     for n, c in enumerate(chosen):
-        stem, ext = os.path.splitext(c.name or f"{n:02d}-{os.path.basename(c.rel)}")
-        src_name = f"images/{stem}{ext.lower()}"
-        pre_name = f"preprocessed/{stem}.png"
-        with open(os.path.join(out_dir, src_name), "wb") as f:
-            f.write(c.data)
-        crop = preprocess(c.data, c.bbox)
-        crop.save(os.path.join(out_dir, pre_name), format="PNG", optimize=True)
-        # Read the PNG back so the tensor provably comes from the stored bytes.
-        with Image.open(os.path.join(out_dir, pre_name)) as im:
-            stored = im.convert("RGB")
-        assert np.array_equal(np.asarray(stored), np.asarray(crop))
-        x = TO_TENSOR(stored)
-        assert x.dtype == torch.float32 and tuple(x.shape) == (3, SIZE, SIZE)
+        entry, x = store_image(out_dir, c, n)
         with torch.no_grad():
             e = model(x.unsqueeze(0))[0]
         embs.append(e)
-        w, h = c.region()
-        rw, rh = resized_size(w, h)
-        entries.append(
-            {
-                "source": src_name,
-                "catalog_path": None if c.derived_from else c.rel,
-                "derived_from": c.derived_from,
-                "format": c.fmt,
-                "mode": c.mode,
-                "width": c.size[0],
-                "height": c.size[1],
-                "bbox": list(c.bbox) if c.bbox else None,
-                "resized": [rw, rh],
-                "preprocessed": pre_name,
-                "tensor_sha256": hashlib.sha256(x.numpy().astype("<f4").tobytes()).hexdigest(),
-                "embedding": [f32(v) for v in e.tolist()],
-            }
-        )
+        entry["embedding"] = [f32(v) for v in e.tolist()]
+        entries.append(entry)
 
     doc = {
         "description": (
@@ -345,13 +351,17 @@ def main(argv=None) -> None:
         },
         "images": entries,
     }
-    text = json.dumps(doc, indent=1)
-    # One line per list of numbers (embeddings, bboxes), for a readable diff.
-    text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
-    with open(os.path.join(out_dir, "golden.json"), "w") as f:
-        f.write(text + "\n")
+    write_json(os.path.join(out_dir, "golden.json"), doc)
 
     report(out_dir, chosen, torch.stack(embs))
+
+
+def write_json(path: str, doc: object) -> None:
+    """Writes `doc` as indented JSON with each list of numbers on one line (a readable diff)."""
+    text = json.dumps(doc, indent=1)
+    text = re.sub(r"\[\s+([^\[\]{}\"]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    with open(path, "w") as f:
+        f.write(text + "\n")
 
 
 def report(out_dir: str, chosen: List[Candidate], embs: torch.Tensor) -> None:

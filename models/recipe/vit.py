@@ -59,6 +59,8 @@ CONFIGS: Dict[str, ViTConfig] = {
     # A small stand-in with the same input contract (224×224, patch 16, 14×14 grid) so the
     # preprocessing is identical to the real model; ≈ 0.16M parameters.
     "tiny": ViTConfig(dim=64, depth=2, heads=4, mlp_dim=256),
+    # A slightly larger stand-in, same input contract; ≈ 0.43M parameters.
+    "small": ViTConfig(dim=96, depth=3, heads=4, mlp_dim=384),
 }
 
 
@@ -184,8 +186,12 @@ class ViT(nn.Module):
             raise ValueError(f"input {height}×{width} is not a multiple of patch {p}")
         return interpolate_pos_embed(self.pos_embed.detach(), height // p, width // p).clone()
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The CLS token after the final LayerNorm, before L2 normalisation: [B, dim]."""
+    def features(self, x: torch.Tensor, pos_embed: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The CLS token after the final LayerNorm, before L2 normalisation: [B, dim].
+
+        `pos_embed` replaces the on-the-fly interpolation with a precomputed table for this
+        input size (`fixed_pos_embed`), so an export ships it as a constant.
+        """
         if x.dim() != 4:
             raise ValueError(f"expected [B, C, H, W], got {list(x.shape)}")
         h, w = x.shape[-2:]
@@ -193,7 +199,9 @@ class ViT(nn.Module):
         tokens = self.patch_embed(x)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         tokens = torch.cat((cls, tokens), dim=1)
-        tokens = tokens + interpolate_pos_embed(self.pos_embed, int(h) // p, int(w) // p)
+        if pos_embed is None:
+            pos_embed = interpolate_pos_embed(self.pos_embed, int(h) // p, int(w) // p)
+        tokens = tokens + pos_embed
         for blk in self.blocks:
             tokens = blk(tokens)
         return self.norm(tokens)[:, 0]

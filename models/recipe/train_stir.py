@@ -1,0 +1,575 @@
+"""Trains the STIR pair on a synthetic catalog: a ViT embedder (normalised-softmax epochs as a
+stand-in for DINO's initialisation, then hardest-in-batch triplet epochs), then the pairwise
+reranker (ConcatSiamese) initialised from it, and validates both on the held-out products
+with OML semantics (method.md §1, §3–§5). models/zoo/stir-tiny/TRAINING.md has the run
+behind the committed models.
+
+    PY="env PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3"
+    $PY models/recipe/train_stir.py embedder --catalog DIR/catalog.csv --root DIR --out RUN
+    $PY models/recipe/train_stir.py pairwise --catalog DIR/catalog.csv --root DIR --out RUN
+    $PY models/recipe/train_stir.py evaluate --catalog DIR/catalog.csv --root DIR --out RUN
+
+RUN/embedder.pt is a bare ViT state dict (vit.load_checkpoint reads it), RUN/pairwise.pt a
+ConcatSiamese state dict (pairwise.load_checkpoint reads it); export.py --checkpoint turns
+them into ONNX. RUN/*.json hold the hyper-parameters, wall times and validation metrics.
+
+Training sees only split == "train"; validation rows (other products) are every query and
+gallery row (SOP layout). Images are decoded once and kept in RAM: the evaluation tensors by
+golden.py's reference transform (PIL, bbox crop first, Resize(224, BICUBIC), CenterCrop),
+the bbox crops as square copies that the batched training augmentation samples. --device
+cuda runs the same code on a GPU. Dev-time only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export  # noqa: E402
+import golden  # noqa: E402
+import pairwise  # noqa: E402
+import retrieval  # noqa: E402
+import vit  # noqa: E402
+
+TOP_N = 5  # OML's PairwiseReranker default, the candidates STIR rescoring sees
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+
+
+@dataclasses.dataclass
+class Row:
+    """One catalog row."""
+
+    label: int
+    path: str
+    split: str
+    category: str
+    sequence: str
+    bbox: Optional[golden.Box]
+
+
+BASE = 256  # side of the square copy of every crop that the training augmentations sample
+
+
+class Catalog:
+    """An OML catalog with every image decoded once: `eval_u8` ([N,3,224,224] uint8, the
+    reference transform golden.preprocess) for evaluation and mining; `base_u8` ([N,3,256,256]
+    uint8: the bbox crop resized to a square, PIL bicubic) with `sizes` (the crop's width and
+    height) for the training augmentations, which sample it in normalised coordinates so the
+    crop's true aspect ratio is kept."""
+
+    def __init__(self, csv_path: str, root: str, splits: Sequence[str] = ("train", "validation")):
+        self.rows: List[Row] = []
+        with open(csv_path, newline="") as f:
+            for rec in csv.DictReader(f):
+                if rec["split"] not in splits:
+                    continue
+                coords = [rec.get(k, "") for k in ("x_1", "y_1", "x_2", "y_2")]
+                bbox = tuple(int(float(v)) for v in coords) if all(coords) else None
+                self.rows.append(
+                    Row(int(rec["label"]), rec["path"], rec["split"], rec.get("category", ""), rec.get("sequence", ""), bbox)
+                )
+        n = len(self.rows)
+        self.eval_u8 = torch.empty((n, 3, golden.SIZE, golden.SIZE), dtype=torch.uint8)
+        self.base_u8 = torch.empty((n, 3, BASE, BASE), dtype=torch.uint8)
+        self.sizes = np.zeros((n, 2), dtype=np.int64)
+        for i, r in enumerate(self.rows):
+            with open(os.path.join(root, r.path), "rb") as fh:
+                data = fh.read()
+            with Image.open(io.BytesIO(data)) as im:
+                img = im.convert("RGB")
+            crop = img.crop(r.bbox) if r.bbox else img
+            self.sizes[i] = crop.size
+            self.base_u8[i] = to_chw(crop.resize((BASE, BASE), Image.BICUBIC))
+            self.eval_u8[i] = to_chw(golden.preprocess(data, r.bbox))
+        self.labels = np.array([r.label for r in self.rows])
+
+    def save(self, path: str) -> None:
+        """Writes the decoded catalog (.npz) so later runs skip decoding."""
+        rows = json.dumps([dataclasses.astuple(r) for r in self.rows])
+        np.savez(path, rows=np.array(rows), eval_u8=self.eval_u8.cpu().numpy(), base_u8=self.base_u8.cpu().numpy(), sizes=self.sizes)
+
+    @classmethod
+    def load(cls, path: str) -> "Catalog":
+        """Reads what `save` wrote."""
+        z = np.load(path)
+        cat = cls.__new__(cls)
+        cat.rows = [Row(*(tuple(v) if isinstance(v, list) else v for v in r)) for r in json.loads(str(z["rows"]))]
+        cat.eval_u8 = torch.from_numpy(z["eval_u8"])
+        cat.base_u8 = torch.from_numpy(z["base_u8"])
+        cat.sizes = z["sizes"]
+        cat.labels = np.array([r.label for r in cat.rows])
+        return cat
+
+    def to(self, device: torch.device) -> "Catalog":
+        """Moves the image tensors to `device` (the training device)."""
+        self.eval_u8 = self.eval_u8.to(device)
+        self.base_u8 = self.base_u8.to(device)
+        return self
+
+    def split(self, name: str) -> List[int]:
+        """Row positions of one split."""
+        return [i for i, r in enumerate(self.rows) if r.split == name]
+
+
+def to_chw(img: Image.Image) -> torch.Tensor:
+    """PIL RGB → uint8 [3,H,W]."""
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+
+
+def normalise_u8(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,3,H,W] → ToTensor + Normalize (as golden.TO_TENSOR, on x's device)."""
+    mean = torch.tensor(golden.MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(golden.STD, device=x.device).view(1, 3, 1, 1)
+    return (x.float() / 255 - mean) / std
+
+
+def rrc_boxes(sizes: np.ndarray, min_scale: float, rng: np.random.Generator) -> np.ndarray:
+    """torchvision's RandomResizedCrop.get_params for each (width, height): a region of
+    area fraction U(min_scale, 1) and aspect ratio log-U(3/4, 4/3), 10 tries, else the
+    centre crop with the ratio clamped. Returns (left, top, width, height) in pixels."""
+    out = np.zeros((len(sizes), 4))
+    log_r = (math.log(3 / 4), math.log(4 / 3))
+    for n, (w_img, h_img) in enumerate(sizes):
+        area = w_img * h_img
+        for _ in range(10):
+            target = area * rng.uniform(min_scale, 1.0)
+            ratio = math.exp(rng.uniform(*log_r))
+            w = int(round(math.sqrt(target * ratio)))
+            h = int(round(math.sqrt(target / ratio)))
+            if 0 < w <= w_img and 0 < h <= h_img:
+                out[n] = (rng.integers(0, w_img - w + 1), rng.integers(0, h_img - h + 1), w, h)
+                break
+        else:
+            ratio = w_img / h_img
+            if ratio < 3 / 4:
+                w, h = w_img, int(round(w_img / (3 / 4)))
+            elif ratio > 4 / 3:
+                h, w = h_img, int(round(h_img * (4 / 3)))
+            else:
+                w, h = w_img, h_img
+            out[n] = ((w_img - w) // 2, (h_img - h) // 2, w, h)
+    return out
+
+
+def augment(cat: Catalog, rows: Sequence[int], min_scale: float, hflip: bool, rng: np.random.Generator) -> torch.Tensor:
+    """The training transform, batched: RandomResizedCrop(224, scale=(min_scale, 1)) and a
+    horizontal flip with probability ½ (OML's augs_hypvit_torch), sampled bilinearly from
+    the square `base_u8` copies in normalised coordinates, then normalised."""
+    rows = list(rows)
+    sizes = cat.sizes[rows]
+    boxes = rrc_boxes(sizes, min_scale, rng)
+    w_img, h_img = sizes[:, 0].astype(np.float64), sizes[:, 1].astype(np.float64)
+    sx = boxes[:, 2] / w_img  # half-extent of the region in [-1, 1] units
+    sy = boxes[:, 3] / h_img
+    cx = 2 * (boxes[:, 0] + boxes[:, 2] / 2) / w_img - 1
+    cy = 2 * (boxes[:, 1] + boxes[:, 3] / 2) / h_img - 1
+    flip = np.where(rng.random(len(rows)) < 0.5, -1.0, 1.0) if hflip else np.ones(len(rows))
+    theta = np.zeros((len(rows), 2, 3))
+    theta[:, 0, 0], theta[:, 0, 2] = sx * flip, cx
+    theta[:, 1, 1], theta[:, 1, 2] = sy, cy
+    dev = cat.base_u8.device
+    theta_t = torch.tensor(theta, dtype=torch.float32, device=dev)
+    grid = F.affine_grid(theta_t, [len(rows), 3, golden.SIZE, golden.SIZE], align_corners=False)
+    x = F.grid_sample(cat.base_u8[rows].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return normalise_u8(x.round().clamp(0, 255))
+
+
+def balanced_batches(labels: np.ndarray, rows: List[int], n_labels: int, n_instances: int, rng: random.Random):
+    """One epoch of n_labels × n_instances batches (OML's BalanceSampler): labels shuffled
+    and chunked; each label's rows drawn without replacement, or with it when it has fewer
+    than n_instances."""
+    by_label: Dict[int, List[int]] = {}
+    for i in rows:
+        by_label.setdefault(int(labels[i]), []).append(i)
+    keys = sorted(by_label)
+    rng.shuffle(keys)
+    for s in range(0, len(keys) - n_labels + 1, n_labels):
+        batch = []
+        for lab in keys[s : s + n_labels]:
+            ids = by_label[lab]
+            if len(ids) >= n_instances:
+                batch += rng.sample(ids, n_instances)
+            else:
+                batch += [rng.choice(ids) for _ in range(n_instances)]
+        yield batch
+
+
+@torch.no_grad()
+def embed(model: vit.ViT, cat: Catalog, rows: Sequence[int], batch: int = 128) -> torch.Tensor:
+    """Embeddings of catalog rows on the evaluation transform (eval mode)."""
+    model.eval()
+    dev = cat.eval_u8.device
+    model.to(dev)
+    out = [model(normalise_u8(cat.eval_u8[list(rows[s : s + batch])])) for s in range(0, len(rows), batch)]
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Losses and miners
+
+
+def hardest(dist: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per anchor, the index of the hardest positive (farthest row with its label, itself
+    excluded) and the hardest negative (nearest row with another label): OML's
+    HardTripletsMiner. Every anchor needs a positive and a negative in the batch."""
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    pos = dist.masked_fill(~same | eye, float("-inf")).argmax(dim=1)
+    neg = dist.masked_fill(same, float("inf")).argmin(dim=1)
+    return pos, neg
+
+
+def triplet_hard_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """mean(relu(d(a,p) − d(a,n) + margin)) over hardest-in-batch triplets, Euclidean."""
+    dist = torch.cdist(emb, emb)
+    with torch.no_grad():
+        pos, neg = hardest(dist, labels)
+    a = torch.arange(len(labels), device=labels.device)
+    return F.relu(dist[a, pos] - dist[a, neg] + margin).mean()
+
+
+def hard_pairs(emb: torch.Tensor, labels: torch.Tensor) -> List[Tuple[int, int, int]]:
+    """OML's PairsMiner(hard_mining=True): the hardest positive and negative pair of every
+    anchor, as unordered pairs without duplicates; (i, j, is_negative)."""
+    pos, neg = hardest(torch.cdist(emb, emb), labels)
+    pairs = set()
+    for a in range(len(labels)):
+        pairs.add((*sorted((a, int(pos[a]))), 0))
+        pairs.add((*sorted((a, int(neg[a]))), 1))
+    return sorted(pairs)
+
+
+# ---------------------------------------------------------------------------------------
+# Training
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_embedder(cat: Catalog, args) -> Tuple[vit.ViT, List[Dict[str, float]]]:
+    """Triplet training of a fresh ViT (method.md §1 with from-scratch settings)."""
+    seed_all(args.seed)
+    dev = cat.eval_u8.device
+    cfg = vit.CONFIGS[args.config]
+    model = vit.ViT(cfg, normalize=True)
+    vit.init_weights(model, seed=args.seed, std=args.init_std, patch_std=args.patch_std)
+    model.to(dev)
+    train = cat.split("train")
+    classes = {lab: k for k, lab in enumerate(sorted({int(cat.labels[i]) for i in train}))}
+    proxies = nn.Parameter(torch.randn(len(classes), cfg.dim, generator=torch.Generator().manual_seed(args.seed)).to(dev))
+    opt = torch.optim.AdamW([*model.parameters(), proxies], lr=args.lr, weight_decay=args.weight_decay)
+    rng = random.Random(args.seed)
+    nrng = np.random.default_rng(args.seed)
+    steps_per_epoch = len(classes) // args.n_labels
+    epochs = args.pretrain_epochs + args.epochs
+    total = steps_per_epoch * epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, args.warmup))
+    log = []
+    t0 = time.time()
+    for epoch in range(epochs):
+        if args.max_seconds and time.time() - t0 > args.max_seconds:
+            print(f"stopping after {epoch} epochs: --max-seconds {args.max_seconds} reached", flush=True)
+            break
+        pretrain = epoch < args.pretrain_epochs
+        model.train()
+        losses = []
+        for batch in balanced_batches(cat.labels, train, args.n_labels, args.n_instances, rng):
+            x = augment(cat, batch, args.min_scale, True, nrng)
+            y = torch.as_tensor(cat.labels[batch], device=dev)
+            emb = model(x)
+            if pretrain:
+                # Normalised-softmax classification of the train products: a stand-in for the
+                # DINO initialisation, which hardest-triplet training from scratch lacks (it
+                # collapses every embedding onto one point, loss = margin).
+                target = torch.tensor([classes[int(v)] for v in y], device=dev)
+                loss = F.cross_entropy(args.pretrain_scale * emb @ F.normalize(proxies, dim=1).T, target)
+            else:
+                loss = triplet_hard_loss(emb, y, args.margin)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        entry = {
+            "epoch": epoch + 1,
+            "phase": "classification" if pretrain else "triplet",
+            "loss": float(np.mean(losses)),
+            "wall_s": round(time.time() - t0, 1),
+        }
+        if args.eval_every and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == epochs):
+            entry.update(flat(evaluate_embedder(model, cat)[0]["OVERALL"]))
+        log.append(entry)
+        print(json.dumps(entry), flush=True)
+    return model.eval().cpu(), log
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def neighbour_pairs(cat: Catalog, emb: torch.Tensor, rows: List[int], k: int) -> List[Tuple[int, int, int]]:
+    """(query, candidate, is_negative) for the embedder's top-k of every row among `rows`
+    (self and same-sequence rows excluded): the pairs the reranker meets at inference."""
+    labels = cat.labels[rows]
+    ex = retrieval.excluded(rows, rows, [cat.rows[i].sequence for i in range(len(cat.rows))])
+    ret = retrieval.retrieve(emb, emb, labels, labels, ex, k)
+    out = []
+    for qi, ids in enumerate(ret.ids):
+        for gi in ids:
+            out.append((rows[qi], rows[int(gi)], int(labels[qi] != labels[gi])))
+    return out
+
+
+def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.ConcatSiamese, List[Dict[str, float]]]:
+    """ConcatSiamese training: backbone from the embedder, BCE-with-logits on pairs mined with
+    the frozen embedder (in-batch hardest positive/negative per anchor, OML's recipe, plus the
+    embedder's top-k neighbours of every train row); head only first, then everything."""
+    seed_all(args.seed)
+    dev = cat.eval_u8.device
+    cfg = embedder.cfg
+    if args.init_pairwise:
+        # Continue an earlier pairwise run (its head and backbone).
+        model = pairwise.load_checkpoint(args.init_pairwise, cfg)
+    else:
+        model = pairwise.ConcatSiamese(cfg)
+        pairwise.init_head(model, args.seed)
+        model.load_embedder(embedder)
+    model.to(dev)
+    embedder = embedder.to(dev)
+    train = cat.split("train")
+    emb = torch.zeros(len(cat.rows), cfg.dim, device=dev)
+    emb[train] = embed(embedder, cat, train)
+    knn = neighbour_pairs(cat, emb[train].cpu(), train, args.knn) if args.knn else []
+    rng = random.Random(args.seed)
+    nrng = np.random.default_rng(args.seed)
+    log = []
+    t0 = time.time()
+    for epoch in range(args.epochs):
+        if args.max_seconds and time.time() - t0 > args.max_seconds:
+            print(f"stopping after {epoch} epochs: --max-seconds {args.max_seconds} reached", flush=True)
+            break
+        head_only = epoch < args.head_epochs
+        for p in model.extractor.parameters():
+            p.requires_grad_(not head_only)
+        if epoch == 0 or epoch == args.head_epochs:
+            params = model.head.parameters() if head_only else model.parameters()
+            lr = args.head_lr if head_only else args.lr
+            opt = torch.optim.AdamW(params, lr=lr, weight_decay=args.weight_decay if not head_only else 0.0)
+        model.train()
+        pairs = []
+        for batch in balanced_batches(cat.labels, train, args.n_labels, args.n_instances, rng):
+            labels = torch.as_tensor(cat.labels[batch], device=dev)
+            pairs += [(batch[i], batch[j], n) for i, j, n in hard_pairs(emb[batch], labels)]
+        pairs += rng.sample(knn, int(round(args.knn_sample * len(knn))))
+        rng.shuffle(pairs)
+        if args.max_pairs:
+            pairs = pairs[: args.max_pairs]
+        losses, accs = [], []
+        for s in range(0, len(pairs) - args.batch + 1, args.batch):
+            chunk = pairs[s : s + args.batch]
+            # Either image may be on top in training: the pair, not the order, is labelled.
+            chunk = [(b, a, n) if rng.random() < args.swap else (a, b, n) for a, b, n in chunk]
+            x1 = augment(cat, [a for a, _, _ in chunk], args.min_scale, args.hflip, nrng)
+            x2 = augment(cat, [b for _, b, _ in chunk], args.min_scale, args.hflip, nrng)
+            y = torch.tensor([float(n) for _, _, n in chunk], device=dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.amp):
+                logits = model(x1, x2)[:, 0].float()
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            accs.append(float(((logits > 0).float() == y).float().mean()))
+        entry = {
+            "epoch": epoch + 1,
+            "phase": "head" if head_only else "all",
+            "pairs": len(pairs),
+            "loss": float(np.mean(losses)),
+            "acc": float(np.mean(accs)),
+            "wall_s": round(time.time() - t0, 1),
+        }
+        if args.eval_every and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
+            before, after, _ = evaluate_stir(embedder, model, cat)
+            entry.update({"cmc@1_before": before["OVERALL"]["cmc@1"], "cmc@1_after": after["OVERALL"]["cmc@1"]})
+        log.append(entry)
+        print(json.dumps(entry), flush=True)
+    return model.eval().cpu(), log
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation
+
+
+def validation_retrieval(embedder: vit.ViT, cat: Catalog, n_items: int = 100):
+    """The embedder's ranking of the validation split (every row query and gallery)."""
+    val = cat.split("validation")
+    labels = cat.labels[val]
+    emb = embed(embedder, cat, val).cpu()
+    ex = retrieval.excluded(val, val, [cat.rows[i].sequence for i in range(len(cat.rows))])
+    return val, labels, retrieval.retrieve(emb, emb, labels, labels, ex, n_items)
+
+
+def evaluate_embedder(embedder: vit.ViT, cat: Catalog):
+    val, labels, ret = validation_retrieval(embedder, cat)
+    cats = [cat.rows[i].category for i in val]
+    return retrieval.evaluate(ret, labels, labels, cats), ret
+
+
+@torch.no_grad()
+def pair_logits(model: pairwise.ConcatSiamese, cat: Catalog, pairs: Sequence[Tuple[int, int]], batch: int = 64) -> np.ndarray:
+    """Logits of (query row, candidate row) pairs on the evaluation transform (eval mode)."""
+    model.eval()
+    model.to(cat.eval_u8.device)
+    out = []
+    for s in range(0, len(pairs), batch):
+        chunk = pairs[s : s + batch]
+        q = normalise_u8(cat.eval_u8[[a for a, _ in chunk]])
+        c = normalise_u8(cat.eval_u8[[b for _, b in chunk]])
+        out.append(model(q, c)[:, 0].cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def evaluate_stir(embedder: vit.ViT, model: pairwise.ConcatSiamese, cat: Catalog, top_n: int = TOP_N):
+    """Embedder metrics, and the same after reranking its top_n with the pairwise model."""
+    val, labels, ret = validation_retrieval(embedder, cat)
+    cats = [cat.rows[i].category for i in val]
+
+    def score(queries, heads):
+        pairs = [(val[q], val[int(g)]) for q, h in zip(queries, heads) for g in h]
+        probs = torch.sigmoid(torch.from_numpy(pair_logits(model, cat, pairs))).numpy()
+        out, s = [], 0
+        for h in heads:
+            out.append(probs[s : s + len(h)])
+            s += len(h)
+        return out
+
+    after = retrieval.rerank_all(ret, score, top_n)
+    return retrieval.evaluate(ret, labels, labels, cats), retrieval.evaluate(after, labels, labels, cats), after
+
+
+def flat(m: Dict[str, float]) -> Dict[str, float]:
+    return {k: round(v, 4) for k, v in m.items() if k != "queries"}
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=("embedder", "pairwise", "evaluate"))
+    ap.add_argument("--catalog", required=True)
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--out", required=True, help="run directory (checkpoints, logs, metrics)")
+    ap.add_argument("--config", choices=sorted(vit.CONFIGS), default="tiny")
+    ap.add_argument("--embedder", help="embedder checkpoint (default OUT/embedder.pt)")
+    ap.add_argument("--pairwise", help="pairwise checkpoint (default OUT/pairwise.pt)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    ap.add_argument("--cache", help="decoded-catalog cache file (.npz), written on first use")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.05)
+    ap.add_argument("--warmup", type=int, default=50, help="embedder: linear warm-up steps before the cosine decay")
+    ap.add_argument("--init-std", type=float, default=0.02, help="embedder init: trunc-normal std (vit.init_weights)")
+    ap.add_argument("--patch-std", type=float, default=None, help="embedder init: std of the patch projection")
+    ap.add_argument("--pretrain-epochs", type=int, default=0, help="embedder: normalised-softmax epochs before the triplet ones")
+    ap.add_argument("--pretrain-scale", type=float, default=16.0, help="embedder: softmax scale of the classification epochs")
+    ap.add_argument("--margin", type=float, default=0.15, help="embedder: triplet margin")
+    ap.add_argument("--n-labels", type=int, default=16)
+    ap.add_argument("--n-instances", type=int, default=4)
+    ap.add_argument("--min-scale", type=float, default=0.2, help="RandomResizedCrop scale lower bound")
+    ap.add_argument("--no-hflip", dest="hflip", action="store_false", help="pairwise: no horizontal flips")
+    ap.add_argument("--head-epochs", type=int, default=2, help="pairwise: epochs training the head only")
+    ap.add_argument("--head-lr", type=float, default=2e-3, help="pairwise: learning rate of the head-only phase")
+    ap.add_argument("--batch", type=int, default=48, help="pairwise: pairs per step")
+    ap.add_argument("--knn", type=int, default=TOP_N, help="pairwise: add each train row's top-k neighbour pairs (0: none)")
+    ap.add_argument("--knn-sample", type=float, default=1.0, help="pairwise: share of the neighbour pairs used per epoch")
+    ap.add_argument("--init-pairwise", help="pairwise: start from this pairwise checkpoint instead of the embedder")
+    ap.add_argument("--amp", action="store_true", help="pairwise: bfloat16 autocast in the training forward pass")
+    ap.add_argument("--max-pairs", type=int, default=0, help="pairwise: cap on the pairs of an epoch (0: all)")
+    ap.add_argument("--swap", type=float, default=0.5, help="pairwise: probability of putting the candidate on top")
+    ap.add_argument("--max-seconds", type=float, default=0, help="stop starting epochs after this much training time (0: no limit)")
+    ap.add_argument("--eval-every", type=int, default=0, help="validate every N epochs (0: only at the end of the stage)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+
+    t0 = time.time()
+    if args.cache and os.path.exists(args.cache):
+        cat = Catalog.load(args.cache)
+    else:
+        cat = Catalog(args.catalog, args.root)
+        if args.cache:
+            cat.save(args.cache)
+    cat.to(torch.device(args.device))
+    load_s = time.time() - t0
+    print(f"catalog: {len(cat.rows)} rows ({len(cat.split('train'))} train) decoded in {load_s:.1f}s", flush=True)
+    emb_path = args.embedder or os.path.join(args.out, "embedder.pt")
+    pw_path = args.pairwise or os.path.join(args.out, "pairwise.pt")
+    record = {"stage": args.stage, "args": vars(args), "catalog_rows": len(cat.rows), "decode_s": round(load_s, 1)}
+
+    if args.stage == "embedder":
+        t1 = time.time()
+        model, log = train_embedder(cat, args)
+        record["train_s"] = round(time.time() - t1, 1)
+        torch.save(model.state_dict(), emb_path)
+        metrics, _ = evaluate_embedder(model, cat)
+        record.update(log=log, validation=metrics)
+        print(retrieval.format_metrics(metrics))
+    elif args.stage == "pairwise":
+        embedder = vit.load_checkpoint(emb_path, vit.CONFIGS[args.config])
+        t1 = time.time()
+        model, log = train_pairwise(cat, embedder, args)
+        record["train_s"] = round(time.time() - t1, 1)
+        torch.save(model.stir_state_dict(), pw_path)
+        before, after, _ = evaluate_stir(embedder, model, cat)
+        record.update(log=log, validation_embedder=before, validation_stir=after)
+        print("embedder:\n" + retrieval.format_metrics(before))
+        print(f"STIR (top_n {TOP_N}):\n" + retrieval.format_metrics(after))
+    else:
+        embedder = vit.load_checkpoint(emb_path, vit.CONFIGS[args.config])
+        model = pairwise.load_checkpoint(pw_path, vit.CONFIGS[args.config])
+        before, after, _ = evaluate_stir(embedder, model, cat)
+        record.update(
+            embedder_sha256=export.sha256_file(emb_path),
+            pairwise_sha256=export.sha256_file(pw_path),
+            validation_embedder=before,
+            validation_stir=after,
+        )
+        print("embedder:\n" + retrieval.format_metrics(before))
+        print(f"STIR (top_n {TOP_N}):\n" + retrieval.format_metrics(after))
+    record["wall_s"] = round(time.time() - t0, 1)
+    with open(os.path.join(args.out, f"{args.stage}.json"), "w") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
