@@ -25,7 +25,7 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 )
 
-const stirDir = "stir-tiny"
+const stirDir = zoo.STIRTinyName
 
 func rerankOptions(out string) RerankOptions {
 	return RerankOptions{Output: out, Model: filepath.Join(zoo.Dir(), stirDir, "pairwise.json"), TopN: 3, BatchPairs: 7, CacheImages: 16,

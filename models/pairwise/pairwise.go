@@ -60,6 +60,9 @@ func (s *Scorer) ModelSHA256() string { return s.m.ModelSHA256() }
 // images (CHW float32, InputLen values each), pair i being (query i, candidate i). It
 // returns sigmoid(logit) per pair.
 func (s *Scorer) Score(query, candidate []float32, n int) ([]float32, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("pairwise: batch of %d pairs, want ≥ 1", n)
+	}
 	out := make([]float32, n)
 	if err := s.m.RunInto(out, n, query, candidate); err != nil {
 		return nil, fmt.Errorf("pairwise: %w", err)

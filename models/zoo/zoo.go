@@ -3,9 +3,12 @@
 // Each model directory holds an ONNX graph with its manifest (embedder.onnx + embedder.json,
 // see models/manifest) and, under golden/, reference outputs produced by the Python recipe
 // (models/recipe/golden.py): source images, the uint8 224×224 crops PIL/torchvision made of
-// them, and the torch model's embeddings. The tests of this package check the Go
-// preprocessing and ONNX Runtime against those references; other packages' tests use Dir
-// and LoadGolden to get a real model and real expected outputs.
+// them, and the torch model's embeddings. A STIR pair (stir-tiny: embedder + pairwise
+// model) has golden/pairwise.json instead (models/recipe/golden_pairwise.py, LoadPairwiseGolden):
+// the same per-image fields plus torch's pair logits and the expected reranking. The tests of
+// this package check the Go preprocessing and ONNX Runtime against those references; other
+// packages' tests use Dir, LoadGolden and LoadPairwiseGolden to get a real model and real
+// expected outputs.
 //
 // The paths come from the location of this source file at build time, so they serve tests
 // and development tools run from a source checkout, not deployed binaries.
@@ -124,25 +127,34 @@ type GoldenImage struct {
 
 // LoadGolden reads and checks models/zoo/<model>/golden/golden.json.
 func LoadGolden(model string) (*Golden, error) {
-	p, err := ModelPath(model, filepath.Join("golden", "golden.json"))
-	if err != nil {
+	var g Golden
+	if err := loadGoldenFile(model, "golden.json", &g, &g.Dir, g.validate); err != nil {
 		return nil, err
+	}
+	return &g, nil
+}
+
+// loadGoldenFile decodes models/zoo/<model>/golden/<file> into v, rejecting unknown
+// fields, sets *dir to the golden directory and runs validate.
+func loadGoldenFile(model, file string, v any, dir *string, validate func() error) error {
+	p, err := ModelPath(model, filepath.Join("golden", file))
+	if err != nil {
+		return err
 	}
 	data, err := os.ReadFile(p)
 	if err != nil {
-		return nil, fmt.Errorf("zoo: %w", err)
+		return fmt.Errorf("zoo: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var g Golden
-	if err := dec.Decode(&g); err != nil {
-		return nil, fmt.Errorf("zoo: %s: %w", p, err)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("zoo: %s: %w", p, err)
 	}
-	g.Dir = filepath.Dir(p)
-	if err := g.validate(); err != nil {
-		return nil, fmt.Errorf("zoo: %s: %w", p, err)
+	*dir = filepath.Dir(p)
+	if err := validate(); err != nil {
+		return fmt.Errorf("zoo: %s: %w", p, err)
 	}
-	return &g, nil
+	return nil
 }
 
 // Path resolves a path of the golden file (Source, Preprocessed, Model.ONNX) to a file path.
