@@ -223,7 +223,7 @@ func TestScoreBufferErrors(t *testing.T) {
 		{"candidate one image short", 2 * l, l, 2, fmt.Sprintf("batch holds %d floats", l), fmt.Sprintf("= %d", 2*l)},
 		{"both one float short", l - 1, l - 1, 1, fmt.Sprintf("batch holds %d floats", l-1), fmt.Sprintf("= %d", l)},
 		{"both too long for n", 2 * l, 2 * l, 1, fmt.Sprintf("batch holds %d floats", 2*l), fmt.Sprintf("= %d", l)},
-		{"empty batch", 0, 0, 0, "batch of 0 images", "want ≥ 1"},
+		{"empty batch", 0, 0, 0, "batch of 0 pairs", "want ≥ 1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, err := s.Score(make([]float32, c.query), make([]float32, c.cand), c.n)
