@@ -29,9 +29,14 @@ $(DUCKDB)/node_modules/.package-lock.json: $(DUCKDB)/package.json $(DUCKDB)/pack
 build:
 	$(GO) build -o $(BIN) ./launch/stir
 
-## demo: generate a small catalog and run the whole job (embed, neighbours, evaluate) on prism
+# The catalog the shipped stir-tiny models were trained on (models/zoo/stir-tiny/TRAINING.md):
+# the demo scores its held-out validation products; 4 extra broken files exercise rejects.
+DEMO_CATALOG := --products 400 --views_min 3 --views_max 6 --size 224 --validation_fraction 0.4 \
+	--box_fraction 0.2 --sequence_fraction 0.2 --png_fraction 0.1 --seed 2304 --bad_files 4
+
+## demo: generate the catalog and run the whole job (embed, neighbours, STIR rerank, evaluate) on prism
 demo: ort build
-	$(BIN) synth --out $(DEMO)/catalog --products 60 --size 256 --bad_files 4
+	$(BIN) synth --out $(DEMO)/catalog $(DEMO_CATALOG)
 	$(BIN) run --catalog $(DEMO)/catalog/catalog.csv --output $(DEMO)/run
 
 ## test: vet and every test (real ONNX Runtime, prism, fake-gcs-server, DuckDB)
@@ -46,10 +51,13 @@ fmt:
 bench: ort vits16
 	$(GO) run ./launch/bench embed --model models/zoo/vits16/embedder.json --images 512 --size 500 --work $(BENCH)
 
-## vits16: export the real ViT-S/16 embedder graph (≈ 87 MB, not committed; needs python3-torch)
-vits16: models/zoo/vits16/embedder.onnx
+## vits16: export the real ViT-S/16 embedder and STIR graphs (≈ 87 MB each, random weights,
+## not committed; needs Debian's python3-torch and python3-onnx)
+vits16: models/zoo/vits16/embedder.onnx models/zoo/vits16/pairwise.onnx
 models/zoo/vits16/embedder.onnx:
 	/usr/bin/python3 models/recipe/export.py --config vits16 --out models/zoo/vits16
+models/zoo/vits16/pairwise.onnx:
+	/usr/bin/python3 models/recipe/export.py --kind pairwise --config vits16 --out models/zoo/vits16
 
 clean:
 	rm -rf bin out

@@ -21,8 +21,8 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 )
 
-// defaultModel is the small embedder shipped with the repository.
-const defaultModel = "models/zoo/vit-tiny/embedder.json"
+// defaultModel is the small trained embedder shipped with the repository (models/zoo/stir-tiny).
+const defaultModel = "models/zoo/stir-tiny/embedder.json"
 
 // runtimeFlags registers the ONNX Runtime flags shared by every model-running command.
 func runtimeFlags(fs *flag.FlagSet, o *ort.Options, lib *string) {
