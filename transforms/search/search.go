@@ -125,8 +125,9 @@ func Search(s beam.Scope, cfg Config) beam.PCollection {
 }
 
 // oneShardAtATime keeps a worker process to one gallery shard in memory: the engine uses
-// every core for one shard, so running two would only add memory.
-var oneShardAtATime sync.Mutex
+// every core for one shard, so running two would only add memory. oneMergeAtATime does
+// the same for the merges of tiles, which each hold a tile's partial lists.
+var oneShardAtATime, oneMergeAtATime sync.Mutex
 
 type searchShardFn struct {
 	Config Config
@@ -365,6 +366,8 @@ func rejectVector(ctx context.Context, rec embeddings.Record, reason string, rej
 type mergeTileFn struct{ Config Config }
 
 func (fn *mergeTileFn) ProcessElement(ctx context.Context, t int, shards func(*int) bool, emit func(neighbors.ShardInfo)) error {
+	oneMergeAtATime.Lock()
+	defer oneMergeAtATime.Unlock()
 	cfg := fn.Config
 	ns, nt := cfg.Shards(), cfg.Tiles()
 	seen := make([]bool, ns)
