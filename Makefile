@@ -47,9 +47,11 @@ test: ort duckdb
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
-## bench: embed pipeline vs a plain ONNX Runtime loop on ViT-S/16 (needs `make vits16`)
+## bench: embed pipeline vs a plain ONNX Runtime loop on ViT-S/16 (needs `make vits16`), then
+## exact k-NN vs FAISS at SOP scale and the neighbours stage's peak RSS (needs python3-faiss)
 bench: ort vits16
 	$(GO) run ./launch/bench embed --model models/zoo/vits16/embedder.json --images 512 --size 500 --work $(BENCH)
+	$(GO) run ./launch/bench neighbors --work $(BENCH)
 
 ## vits16: export the real ViT-S/16 embedder and STIR graphs (≈ 87 MB each, random weights,
 ## not committed; needs Debian's python3-torch and python3-onnx)

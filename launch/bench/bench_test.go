@@ -290,6 +290,13 @@ func TestBenchEmbedEndToEnd(t *testing.T) {
 			t.Errorf("pipeline run %+v: want a positive wall, RSS, CPU, batch count, and the preflight inside the wall", p)
 		}
 	}
+	for _, p := range res.Pipeline {
+		// wait4's figure is the larger of the child's peak and this process's at the exec
+		// (the kernel's two counters may differ by a few pages).
+		if p.MaxRSSKiB > p.RusageMaxRSSKiB+p.RusageMaxRSSKiB/50 {
+			t.Errorf("child VmHWM %d KiB exceeds wait4's ru_maxrss %d KiB", p.MaxRSSKiB, p.RusageMaxRSSKiB)
+		}
+	}
 	if res.Pipeline[0].Rows != 16 || res.PipelineHalf[0].Rows != 8 {
 		t.Errorf("embedded %d and %d rows, want 16 and 8", res.Pipeline[0].Rows, res.PipelineHalf[0].Rows)
 	}
@@ -330,6 +337,9 @@ func TestFlags(t *testing.T) {
 		{"bad reps", []string{"--reps", "0"}, 2},
 		{"bad graph opt", []string{"--graph_opt", "most"}, 2},
 		{"unknown flag", []string{"--nope"}, 2},
+		{"negative quiet reps", []string{"--quiet_reps", "-1"}, 2},
+		{"max reps below quiet reps", []string{"--quiet_reps", "4", "--max_reps", "3"}, 2},
+		{"quiet reps without pipeline", []string{"--quiet_reps", "2", "--pipeline=false"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -383,5 +393,28 @@ func TestQuiet(t *testing.T) {
 				t.Errorf("steady-state estimates from %d reps, want %d", q.SteadyRate.N, len(tt.wantReps))
 			}
 		})
+	}
+}
+
+func TestReadHWM(t *testing.T) {
+	v, ok := readHWM("/proc/self/status")
+	if !ok || v <= 0 || v > selfMaxRSSKiB()+1024 {
+		t.Errorf("readHWM(/proc/self/status) = %d, %v; want a positive peak near getrusage's %d KiB", v, ok, selfMaxRSSKiB())
+	}
+	dir := t.TempDir()
+	for _, tt := range []struct{ name, text string }{
+		{"no field", "Name:\tx\nVmRSS:\t 12 kB\n"},
+		{"not a number", "VmHWM:\t many kB\n"},
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_"))
+		if err := os.WriteFile(p, []byte(tt.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := readHWM(p); ok {
+			t.Errorf("%s: readHWM = %d, true; want false", tt.name, v)
+		}
+	}
+	if _, ok := readHWM(filepath.Join(dir, "missing")); ok {
+		t.Error("readHWM of a missing file reports a value")
 	}
 }

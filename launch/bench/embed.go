@@ -25,6 +25,8 @@ type embedConfig struct {
 	Seed      int64   `json:"seed"`
 	Work      string  `json:"work"`
 	Reps      int     `json:"reps"`
+	QuietReps int     `json:"quiet_reps"`
+	MaxReps   int     `json:"max_reps"`
 	BatchSize int     `json:"batch_size"`
 	Threads   int     `json:"intra_op_threads"`
 	InterOp   int     `json:"inter_op_threads"`
@@ -58,6 +60,15 @@ func (c embedConfig) validate() error {
 	if c.Reps < 1 {
 		errs = append(errs, fmt.Errorf("--reps must be ≥ 1, got %d", c.Reps))
 	}
+	if c.QuietReps < 0 {
+		errs = append(errs, fmt.Errorf("--quiet_reps must be ≥ 0 (0 = off), got %d", c.QuietReps))
+	}
+	if c.QuietReps > 0 && c.MaxReps < max(c.Reps, c.QuietReps) {
+		errs = append(errs, fmt.Errorf("--max_reps (%d) must be at least --reps (%d) and --quiet_reps (%d)", c.MaxReps, c.Reps, c.QuietReps))
+	}
+	if c.QuietReps > 0 && !c.Pipeline {
+		errs = append(errs, errors.New("--quiet_reps needs the pipeline runs (--pipeline)"))
+	}
 	if c.BatchSize < 1 || c.BatchSize > 4096 {
 		errs = append(errs, fmt.Errorf("--batch_size must be in [1, 4096], got %d", c.BatchSize))
 	}
@@ -84,6 +95,8 @@ func runEmbed(ctx context.Context, args []string) int {
 	fs.Int64Var(&c.Seed, "seed", 1, "synthetic catalog seed")
 	fs.StringVar(&c.Work, "work", "out/bench", "work directory: catalog (generated once, reused), stir binary, run outputs, logs, results JSON")
 	fs.IntVar(&c.Reps, "reps", 3, "repetitions of every measurement, alternating pipeline and loop runs")
+	fs.IntVar(&c.QuietReps, "quiet_reps", 0, "on a shared machine: keep repeating (up to --max_reps) until this many reps ran undisturbed by other processes; 0: off")
+	fs.IntVar(&c.MaxReps, "max_reps", 10, "most repetitions with --quiet_reps")
 	fs.IntVar(&c.BatchSize, "batch_size", 8, "images per forward pass, in the pipeline and the loop")
 	fs.IntVar(&c.Threads, "threads", 2, "ONNX Runtime intra-op threads, in the pipeline and the loop")
 	fs.IntVar(&c.InterOp, "inter_op_threads", 1, "ONNX Runtime inter-op threads")
@@ -248,7 +261,14 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 			return nil, err
 		}
 	}
-	for rep := 1; rep <= c.Reps; rep++ {
+	last := c.Reps
+	if c.QuietReps > 0 {
+		last = c.MaxReps
+	}
+	for rep := 1; rep <= last; rep++ {
+		if rep > c.Reps && len(res.quiet().Reps) >= c.QuietReps {
+			break
+		}
 		if c.Pipeline {
 			p, err := child(rep, cat.Full, "full")
 			if err != nil {

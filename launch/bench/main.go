@@ -36,6 +36,8 @@ func main() {
 	switch os.Args[1] {
 	case "embed":
 		os.Exit(runEmbed(context.Background(), os.Args[2:]))
+	case "neighbors":
+		os.Exit(runNeighborsBench(context.Background(), os.Args[2:]))
 	default:
 		fmt.Fprintf(os.Stderr, "bench: unknown benchmark %q\n\n", os.Args[1])
 		usage()
@@ -50,4 +52,5 @@ func usage() {
 	fmt.Fprintln(os.Stderr, "\nUsage: bench BENCHMARK [flags]    (bench BENCHMARK --help lists its flags)")
 	fmt.Fprintln(os.Stderr, "\nBenchmarks:")
 	fmt.Fprintln(os.Stderr, "  embed    embed pipeline (stir embed on prism) vs a plain ONNX Runtime loop on pre-decoded tensors")
+	fmt.Fprintln(os.Stderr, "  neighbors exact k-NN engine vs FAISS on SOP-scale random vectors; neighbours stage wall time and peak RSS")
 }

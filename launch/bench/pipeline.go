@@ -45,8 +45,13 @@ type pipelineRun struct {
 	Rows    int64   `json:"embedded_rows"`
 	WallS   float64 `json:"wall_s"`
 	Rate    float64 `json:"images_per_s"`
-	// MaxRSSKiB is the child's peak resident set (getrusage ru_maxrss, KiB on Linux).
-	MaxRSSKiB int64 `json:"max_rss_kib"`
+	// MaxRSSKiB is the child's peak resident set in KiB: the largest VmHWM read from
+	// /proc/PID/status while it ran (every rssPoll; VmHWM only grows).
+	MaxRSSKiB int64 `json:"peak_rss_kib"`
+	// RusageMaxRSSKiB is ru_maxrss from wait4. It is NOT the child's own peak: Linux
+	// records the high-water RSS of the memory the child had before exec, which after
+	// Go's vfork-style start is this benchmark's own (hundreds of MiB of tensors).
+	RusageMaxRSSKiB int64 `json:"rusage_maxrss_kib"`
 	// UserS and SysS are the child's CPU seconds.
 	UserS float64 `json:"user_s"`
 	SysS  float64 `json:"sys_s"`
@@ -102,6 +107,9 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 	if err := cmd.Start(); err != nil {
 		return run, fmt.Errorf("starting %s: %w", a.Bin, err)
 	}
+	hwm := make(chan int64, 1)
+	stop := make(chan struct{})
+	go func() { hwm <- pollHWM(cmd.Process.Pid, stop) }()
 	// Stderr lines are timestamped as they arrive, to see when the preflight ended.
 	var stderr strings.Builder
 	var wg sync.WaitGroup
@@ -124,6 +132,8 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 	werr := cmd.Wait()
 	wall := time.Since(start)
 	busy1 := machineBusy()
+	close(stop)
+	run.MaxRSSKiB = <-hwm
 	run.WallS = wall.Seconds()
 	logText := fmt.Sprintf("$ %s %s\n--- stdout\n%s--- stderr\n%s", a.Bin, strings.Join(args, " "), stdout.String(), stderr.String())
 	if err := os.WriteFile(a.Log, []byte(logText), 0o644); err != nil {
@@ -131,7 +141,7 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 	}
 	if ps := cmd.ProcessState; ps != nil {
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			run.MaxRSSKiB = ru.Maxrss
+			run.RusageMaxRSSKiB = ru.Maxrss
 		}
 		run.UserS, run.SysS = ps.UserTime().Seconds(), ps.SystemTime().Seconds()
 	}
@@ -152,6 +162,43 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 		run.InferenceS = float64(run.Batches) * run.BatchMeanMS / 1000
 	}
 	return run, nil
+}
+
+// rssPoll is how often the child's peak RSS is read.
+const rssPoll = 50 * time.Millisecond
+
+// pollHWM reads VmHWM (peak resident set, KiB) of process pid every rssPoll until stop is
+// closed or the process is gone, and returns the largest value seen.
+func pollHWM(pid int, stop <-chan struct{}) int64 {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	var peak int64
+	t := time.NewTicker(rssPoll)
+	defer t.Stop()
+	for {
+		if v, ok := readHWM(path); ok {
+			peak = max(peak, v)
+		}
+		select {
+		case <-stop:
+			return peak
+		case <-t.C:
+		}
+	}
+}
+
+// readHWM returns the VmHWM field of a /proc status file, in KiB.
+func readHWM(path string) (int64, bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // tail returns the last n lines of s.
