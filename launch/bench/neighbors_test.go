@@ -239,7 +239,9 @@ func TestCompareWithFAISS(t *testing.T) {
 		}, true, 1},
 		{"far swap", func(f [][]int) {
 			f[q][0], f[q][k-1] = f[q][k-1], f[q][0]
-		}, func(c idCompare) bool { return c.SameSet == 1 && c.Swaps == 2 && c.SwapsBound == 0 && c.MaxSwapGap > 1e-3 }, false, 1},
+		}, func(c idCompare) bool {
+			return c.SameSet == 1 && c.Swaps == 2 && c.SwapsBound == 0 && c.MaxSwapGap > 1e-3
+		}, false, 1},
 		{"far row listed", func(f [][]int) { f[q][k-1] = far }, func(c idCompare) bool {
 			return c.Different == 1 && c.OnlyFAISS == 1 && c.SetBound == 0 && c.EngineMissed == 0 && c.MaxSetGap > 0
 		}, false, 1},
