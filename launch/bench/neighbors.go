@@ -99,6 +99,19 @@ func (c neighborsConfig) budgetBytes() int64 {
 // stageAllowance is the fixed part of the neighbours stage's memory budget (300 MB).
 const stageAllowance = 300_000_000
 
+// runNeighborsBench is `bench neighbors`:
+//
+//	bench neighbors --work out/bench
+//
+// On --rows seeded random unit vectors (SOP scale by default), written once to WORK/X.f32
+// and as an embeddings output of --files files (every row a validation query and gallery
+// item, ids in row order), it times the exact engine's SearchSelf and one-sided
+// SearchIndex in this process, runs the FAISS reference script on X.f32 (with OpenBLAS,
+// fetched into --openblas_dir when the system has none), compares the two engines' ids
+// query by query (with exact float64 distances for every difference), and runs the real
+// neighbours stage (stir neighbors on prism) as a child process for its wall time, peak RSS
+// against the budget (one gallery shard + 300 MB) and lists. It exits 1 when a step fails,
+// not when a target is missed: the table says PASS or FAIL.
 func runNeighborsBench(ctx context.Context, args []string) int {
 	var c neighborsConfig
 	fs := flag.NewFlagSet("neighbors", flag.ContinueOnError)
@@ -540,19 +553,18 @@ func prepareEmbeddings(ctx context.Context, dir string, x []float32, dim, files 
 
 // faissResult is the JSON line faiss_flat.py prints.
 type faissResult struct {
-	Engine     string   `json:"engine"`
-	Version    string   `json:"faiss"`
-	N          int      `json:"n"`
-	Queries    int      `json:"queries"`
-	D          int      `json:"d"`
-	K          int      `json:"k"`
-	Threads    int      `json:"threads"`
-	WallMinS   float64  `json:"wall_min_s"`
-	WallMedS   float64  `json:"wall_med_s"`
-	GFLOPs     float64  `json:"gflops"`
-	Kernel     []string `json:"openblas_kernel"`
-	CoreType   *string  `json:"OPENBLAS_CORETYPE"`
-	ScriptLine string   `json:"-"`
+	Engine   string   `json:"engine"`
+	Version  string   `json:"faiss"`
+	N        int      `json:"n"`
+	Queries  int      `json:"queries"`
+	D        int      `json:"d"`
+	K        int      `json:"k"`
+	Threads  int      `json:"threads"`
+	WallMinS float64  `json:"wall_min_s"`
+	WallMedS float64  `json:"wall_med_s"`
+	GFLOPs   float64  `json:"gflops"`
+	Kernel   []string `json:"openblas_kernel"`
+	CoreType *string  `json:"OPENBLAS_CORETYPE"`
 }
 
 // blasProbe is what the BLAS probe found in a Python process that imported faiss.
@@ -825,7 +837,12 @@ func compareWithFAISS(x []float32, dim int, engine [][]knn.Neighbor, faiss [][]i
 		}
 		c.differing = append(c.differing, q)
 		if len(c.Examples) < 3 {
-			c.Examples = append(c.Examples, fmt.Sprintf("query %d: FAISS …%v, engine …%v", q, f[max(0, len(f)-4):], e[max(0, len(e)-4):]))
+			j := 0
+			for j < len(e) && j < len(f) && e[j] == f[j] {
+				j++
+			}
+			hi := min(j+3, len(e), len(f))
+			c.Examples = append(c.Examples, fmt.Sprintf("query %d from position %d: FAISS %v, engine %v", q, j, f[j:hi], e[j:hi]))
 		}
 		dK := exactDist(x, dim, q, e[len(e)-1])
 		bound := float64(dim) * eps32 / dK // one float32 dot product's error, in distance

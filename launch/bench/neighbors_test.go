@@ -213,7 +213,6 @@ func TestCompareWithFAISS(t *testing.T) {
 		}
 	}
 	if q < 0 {
-		// Make one: query 2 is row 0 slightly moved, so rows 0 and 1 are its nearest.
 		t.Fatal("no query lists both duplicates; change the seed")
 	}
 	far := -1 // a row not in q's list and farther than its K-th

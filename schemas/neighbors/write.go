@@ -97,7 +97,11 @@ func appendRecord(b *array.RecordBuilder, r *Record) {
 	b.Field(4).(*array.Int64Builder).Append(r.NRelevant)
 	lb := b.Field(5).(*array.ListBuilder)
 	lb.Append(true)
-	lb.ValueBuilder().(*array.StringBuilder).AppendValues(r.NeighborIDs, nil)
+	// One at a time: AppendValues reserves exactly, which copies the whole buffer per row.
+	sb := lb.ValueBuilder().(*array.StringBuilder)
+	for _, id := range r.NeighborIDs {
+		sb.Append(id)
+	}
 	lb = b.Field(6).(*array.ListBuilder)
 	lb.Append(true)
 	lb.ValueBuilder().(*array.Int64Builder).AppendValues(r.NeighborLabels, nil)
