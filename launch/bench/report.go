@@ -249,8 +249,14 @@ func div(a, b float64) float64 {
 func printReport(w io.Writer, r *embedResult) {
 	c, s := r.Config, r.Summary
 	fmt.Fprintf(w, "\nembed benchmark: model %s (%s, D=%d), ONNX Runtime %s\n", r.ModelName, c.Model, r.ModelDim, r.ORTVersion)
+	reps := len(r.Pipeline)
+	if reps == 0 {
+		for _, l := range r.Loops {
+			reps = max(reps, l.Rep)
+		}
+	}
 	fmt.Fprintf(w, "  %d JPEGs of ~%d px (%s), batch %d, intra-op %d, inter-op %d, graph opt %s, %d rep(s)\n",
-		r.Catalog.FullRows, c.Size, r.Catalog.Full, c.BatchSize, c.Threads, c.InterOp, c.GraphOpt, c.Reps)
+		r.Catalog.FullRows, c.Size, r.Catalog.Full, c.BatchSize, c.Threads, c.InterOp, c.GraphOpt, reps)
 	fmt.Fprintf(w, "  machine: %d CPUs, GOMAXPROCS %d; load average at start %s, at end %s\n",
 		r.CPUs, r.GOMAXPROCS, loadString(r.LoadStart), loadString(r.LoadEnd))
 	fmt.Fprintf(w, "  loop pre-decode cost (one goroutine, untimed for the loop): read %.2f + decode %.1f + preprocess %.1f ms/image\n\n",
