@@ -25,7 +25,7 @@ import (
 func neighborsOptionFlags(fs *flag.FlagSet, o *pipelines.NeighborsOptions) {
 	fs.IntVar(&o.K, "k", 100, "neighbours per query (OML keeps 100)")
 	fs.IntVar(&o.ShardSize, "shard_size", 20000, "gallery rows per shard: a worker holds one shard (4·D bytes a row) at a time")
-	fs.IntVar(&o.TileSize, "tile_size", 2048, "queries per tile and per neighbours file (a worker holds a tile's lists from every shard while merging)")
+	fs.IntVar(&o.TileSize, "tile_size", 2048, "queries per tile and per neighbours file (a worker holds one tile's vectors and lists while it searches a shard)")
 	fs.StringVar(&o.Format, "lists_format", "parquet", "neighbour-list file format: parquet, or arrow (Arrow IPC)")
 	fs.IntVar(&o.Threads, "search_threads", runtime.NumCPU(), "cores the exact search uses per worker")
 }

@@ -212,6 +212,15 @@ func (e *Engine) Close() error {
 	return nil
 }
 
+// FreeBuffers drops the per-thread score and selection buffers that searches keep for
+// reuse (a few MiB per thread), e.g. when a worker is done with a gallery shard for a
+// while. The next search allocates them again.
+func (e *Engine) FreeBuffers() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.workers, e.symWorkers, e.shared = nil, nil, nil
+}
+
 // Search validates g and searches q against it; see SearchIndex. To search several query
 // tiles against one gallery, build its Index once with NewIndex.
 func (e *Engine) Search(q Query, g Gallery) ([][]Neighbor, error) {

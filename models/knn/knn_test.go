@@ -618,6 +618,40 @@ func TestClosedEngine(t *testing.T) {
 	}
 }
 
+func TestFreeBuffers(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 8))
+	const n, d = 300, 24
+	g := Gallery{IDs: ids("g", n), Vectors: randomVectors(r, n, d, true, 1), Dim: d}
+	q := Query{IDs: ids("q", 40), Vectors: randomVectors(r, 40, d, true, 1), Dim: d}
+	e := newEngine(t, Options{K: 7, Normalized: true, Threads: 2, TileRows: 8, ChunkRows: 64})
+	ix, err := NewIndex(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.SearchIndex(q, ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.FreeBuffers()
+	if e.workers != nil {
+		t.Fatalf("FreeBuffers kept %d workers' buffers", len(e.workers))
+	}
+	again, err := e.SearchIndex(q, ix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(first, again, slices.Equal) {
+		t.Fatal("a search after FreeBuffers differs from the one before")
+	}
+	if _, err := e.SearchSelf(ix); err != nil {
+		t.Fatal(err)
+	}
+	e.FreeBuffers()
+	if e.symWorkers != nil || e.shared != nil {
+		t.Fatal("FreeBuffers kept SearchSelf's buffers")
+	}
+}
+
 func TestIndexAccessors(t *testing.T) {
 	g := Gallery{IDs: []string{"a", "b", "c", "d"}, Sequences: []string{"x", "", "x", "y"}, Vectors: []float32{1, 2, 3, 4}, Dim: 1}
 	ix, err := NewIndex(g)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"os"
 	"slices"
 	"strings"
@@ -90,10 +91,13 @@ func Merge(k int, parts ...Record) (Record, error) {
 
 // MergeFiles reads the partial files of one query tile (one per gallery shard, in any
 // order), merges each query's lists into its top prov.K with Merge, summing the partials'
-// n_relevant, and writes the result with WriteFile at out (the format follows its
-// extension). prov is the final provenance
-// (stage StageNeighbors); each partial must carry the same with stage StagePartial, and all
-// partials must list the same queries, so that a missing or stale partial is an error.
+// n_relevant, and writes the result at out like WriteFile (the format follows its
+// extension). prov is the final provenance (stage StageNeighbors); each partial must carry
+// the same with stage StagePartial, and all partials must list the same queries, so that a
+// missing or stale partial is an error. The partials are read in lockstep, query by query
+// (each file is sorted by query id), and the merged lists are written as they come: memory
+// is bounded by a record batch of each partial and a row group of the output, whatever the
+// tile's size.
 func MergeFiles(ctx context.Context, out string, partials []string, prov Provenance) (ShardInfo, error) {
 	fail := func(err error) (ShardInfo, error) {
 		return ShardInfo{}, fmt.Errorf("merge neighbours into %s: %w", out, err)
@@ -106,50 +110,100 @@ func MergeFiles(ctx context.Context, out string, partials []string, prov Provena
 	}
 	want := prov
 	want.Stage = StagePartial
-	parts := make([][]Record, len(partials))
+	parts := make([]*partialReader, len(partials))
 	for i, uri := range partials {
-		recs, got, err := ReadFile(ctx, uri)
-		if err == nil {
-			err = diffProvenance(got, want)
-		}
-		if err != nil {
-			return fail(fmt.Errorf("partial %s: %w", uri, err))
-		}
-		parts[i] = recs
+		parts[i] = readPartial(ctx, uri, want)
+		defer parts[i].stop()
 	}
-	// Files are sorted by unique query id, so equal query sets mean equal id sequences.
-	for i := 1; i < len(parts); i++ {
-		if err := sameQueries(parts[0], parts[i]); err != nil {
-			return fail(fmt.Errorf("partials %s and %s: %w", partials[0], partials[i], err))
-		}
-	}
-	merged := make([]Record, len(parts[0]))
+	var readErr error // a problem of the partials rather than of the output
 	buf := make([]Record, len(parts))
-	for q := range merged {
-		for i := range parts {
-			buf[i] = parts[i][q]
+	have := make([]bool, len(parts))
+	info, err := writeSorted(ctx, out, func(yield func(*Record) error) error {
+		for {
+			n := 0
+			for i, p := range parts {
+				var err error
+				if buf[i], have[i], err = p.next(); err != nil {
+					readErr = err
+					return err
+				}
+				if have[i] {
+					n++
+				}
+			}
+			if n == 0 {
+				return nil
+			}
+			// Files are sorted by unique query id, so equal query sets mean equal id
+			// sequences: the first difference names a query that one of them lacks.
+			for i := 1; i < len(parts); i++ {
+				if err := sameQuery(buf[0], have[0], buf[i], have[i]); err != nil {
+					readErr = fmt.Errorf("partials %s and %s: %w", partials[0], partials[i], err)
+					return readErr
+				}
+			}
+			merged, err := Merge(prov.K, buf...)
+			if err != nil {
+				readErr = err
+				return err
+			}
+			if err := yield(&merged); err != nil {
+				return err
+			}
 		}
-		var err error
-		if merged[q], err = Merge(prov.K, buf...); err != nil {
-			return fail(err)
-		}
+	}, prov)
+	if readErr != nil {
+		return fail(readErr)
 	}
-	return WriteFile(ctx, out, merged, prov)
+	if err != nil {
+		return fail(err)
+	}
+	return info, nil
 }
 
-// sameQueries reports the first query that is in one of a and b but not the other.
-func sameQueries(a, b []Record) error {
-	for i := range max(len(a), len(b)) {
-		switch {
-		case i >= len(a):
-			return fmt.Errorf("query %q is only in the second", b[i].QueryID)
-		case i >= len(b):
-			return fmt.Errorf("query %q is only in the first", a[i].QueryID)
-		case a[i].QueryID < b[i].QueryID:
-			return fmt.Errorf("query %q is only in the first", a[i].QueryID)
-		case a[i].QueryID > b[i].QueryID:
-			return fmt.Errorf("query %q is only in the second", b[i].QueryID)
+// partialReader hands out the records of one partial file one at a time.
+type partialReader struct {
+	pull func() (Record, bool)
+	stop func()
+	err  error
+}
+
+// errStopped ends a partial's read early; it never leaves this file.
+var errStopped = errors.New("read stopped")
+
+// readPartial starts reading the partial file at uri, whose provenance must be want.
+func readPartial(ctx context.Context, uri string, want Provenance) *partialReader {
+	p := &partialReader{}
+	p.pull, p.stop = iter.Pull(func(yield func(Record) bool) {
+		_, err := eachInFile(ctx, uri, &want, -1, func(r Record) error {
+			if !yield(r) {
+				return errStopped
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopped) {
+			p.err = err
 		}
+	})
+	return p
+}
+
+// next returns the file's next record; ok is false at its end or after an error.
+func (p *partialReader) next() (r Record, ok bool, err error) {
+	if r, ok = p.pull(); ok {
+		return r, true, nil
+	}
+	return Record{}, false, p.err
+}
+
+// sameQuery reports a query that is in one of a and b but not the other, given the next
+// record of each file (a zero record past its end).
+func sameQuery(a Record, haveA bool, b Record, haveB bool) error {
+	switch {
+	case haveA && (!haveB || a.QueryID < b.QueryID):
+		return fmt.Errorf("query %q is only in the first", a.QueryID)
+	case haveB && (!haveA || b.QueryID < a.QueryID):
+		return fmt.Errorf("query %q is only in the second", b.QueryID)
 	}
 	return nil
 }

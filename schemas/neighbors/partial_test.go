@@ -318,3 +318,83 @@ func TestMergeFilesErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeFilesSameBytes: the streaming merge writes the very bytes that WriteFile makes
+// of the merged records, over several row groups, in both formats.
+func TestMergeFilesSameBytes(t *testing.T) {
+	ctx := context.Background()
+	defer func(b int) { rowGroupBytes = b }(rowGroupBytes)
+	rowGroupBytes = 4000 // a few rows per row group
+	prov := testProvenance(StageNeighbors, 7)
+	for _, ext := range []string{ExtParquet, ExtArrow} {
+		dir := t.TempDir()
+		f := newSearchFixture(40, 90, 3, 5)
+		partials := writePartials(t, ctx, dir, ext, f, prov)
+		streamed := filepath.Join(dir, ShardName(0, 2, ext))
+		info, err := MergeFiles(ctx, streamed, partials, prov)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var merged []Record
+		for _, q := range f.queries {
+			var parts []Record
+			for _, uri := range partials {
+				recs, _, err := ReadFile(ctx, uri)
+				if err != nil {
+					t.Fatal(err)
+				}
+				i := slices.IndexFunc(recs, func(r Record) bool { return r.QueryID == q.QueryID })
+				parts = append(parts, recs[i])
+			}
+			m, err := Merge(prov.K, parts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			merged = append(merged, m)
+		}
+		whole := filepath.Join(dir, ShardName(1, 2, ext))
+		want, err := WriteFile(ctx, whole, merged, prov)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, errA := os.ReadFile(streamed)
+		b, errB := os.ReadFile(whole)
+		if errA != nil || errB != nil || !slices.Equal(a, b) {
+			t.Fatalf("%s: merged file (%d bytes) differs from WriteFile's (%d bytes): %v %v", ext, len(a), len(b), errA, errB)
+		}
+		if info.Rows != int64(len(merged)) || info.Bytes != want.Bytes || info.SHA256 != want.SHA256 {
+			t.Fatalf("%s: info %+v, WriteFile's %+v", ext, info, want)
+		}
+	}
+}
+
+func TestWriteSortedOrder(t *testing.T) {
+	ctx := context.Background()
+	prov := testProvenance(StageNeighbors, 3)
+	recs := []Record{{QueryID: "b", QueryLabel: 1}, {QueryID: "a", QueryLabel: 1}}
+	for _, tc := range []struct {
+		name string
+		recs []Record
+		want string
+	}{
+		{"out of order", recs, `query "a" after "b"`},
+		{"duplicate", []Record{recs[0], recs[0]}, `query "b" after "b"`},
+		{"invalid", []Record{{QueryID: "a", NeighborIDs: []string{"x"}}}, "want equal lengths"},
+	} {
+		uri := filepath.Join(t.TempDir(), ShardName(0, 1, ExtParquet))
+		_, err := writeSorted(ctx, uri, func(yield func(*Record) error) error {
+			for i := range tc.recs {
+				if err := yield(&tc.recs[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, prov)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: writeSorted = %v, want an error mentioning %q", tc.name, err, tc.want)
+		}
+		if _, err := os.Stat(uri); !os.IsNotExist(err) {
+			t.Errorf("%s: a failed write left %s", tc.name, uri)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
 
 	"github.com/stirpipe/stirpipe/schemas/internal/pqfile"
 )
@@ -62,14 +63,71 @@ func extOf(uri string) (string, error) {
 }
 
 func write(ctx context.Context, uri, ext string, recs []Record, prov Provenance) (ShardInfo, error) {
-	if !strings.HasSuffix(uri, ext) {
-		return ShardInfo{}, fmt.Errorf("write neighbours %s: want a name ending in %s for this format", uri, ext)
-	}
-	if err := prov.Validate(); err != nil {
-		return ShardInfo{}, fmt.Errorf("write neighbours %s: %w", uri, err)
+	spec, err := fileSpec(uri, ext, prov)
+	if err != nil {
+		return ShardInfo{}, err
 	}
 	if err := checkRecords(recs, prov); err != nil {
 		return ShardInfo{}, fmt.Errorf("write neighbours %s: %w", uri, err)
+	}
+	if ext == ExtArrow {
+		return pqfile.WriteIPC(ctx, uri, recs, spec)
+	}
+	return pqfile.Write(ctx, uri, recs, spec)
+}
+
+// writeSorted writes the records each yields, which must come sorted by unique query id,
+// to uri like WriteFile does a slice of them (the same records give the same bytes), with
+// one row group in memory at a time. Each record is checked as it comes; on any problem
+// nothing is written.
+func writeSorted(ctx context.Context, uri string, each func(yield func(*Record) error) error, prov Provenance) (ShardInfo, error) {
+	ext, err := extOf(uri)
+	if err != nil {
+		return ShardInfo{}, fmt.Errorf("write neighbours: %w", err)
+	}
+	spec, err := fileSpec(uri, ext, prov)
+	if err != nil {
+		return ShardInfo{}, err
+	}
+	c := newChecker(prov)
+	var (
+		i    int
+		prev string
+	)
+	checked := func(yield func(*Record) error) error {
+		return each(func(r *Record) error {
+			if errs := c.check(i, r); len(errs) > 0 {
+				return pqfile.JoinLimited(errs, maxProblems)
+			}
+			if i > 0 && r.QueryID <= prev {
+				return fmt.Errorf("record %d: query %q after %q, want records sorted by unique query id", i, r.QueryID, prev)
+			}
+			prev = r.QueryID
+			i++
+			return yield(r)
+		})
+	}
+	var info ShardInfo
+	if ext == ExtArrow {
+		info, err = pqfile.WriteIPCSorted(ctx, uri, checked, spec)
+	} else {
+		info, err = pqfile.WriteSorted(ctx, uri, checked, spec)
+	}
+	if err != nil {
+		return info, fmt.Errorf("write neighbours %s: %w", uri, err)
+	}
+	return info, nil
+}
+
+// fileSpec checks uri and prov and returns how records of prov go into a file of format
+// ext. Partial files (StagePartial) are temporary: they are compressed with Snappy, whose
+// encoder holds no history window, instead of zstd.
+func fileSpec(uri, ext string, prov Provenance) (pqfile.Spec[Record], error) {
+	if !strings.HasSuffix(uri, ext) {
+		return pqfile.Spec[Record]{}, fmt.Errorf("write neighbours %s: want a name ending in %s for this format", uri, ext)
+	}
+	if err := prov.Validate(); err != nil {
+		return pqfile.Spec[Record]{}, fmt.Errorf("write neighbours %s: %w", uri, err)
 	}
 	spec := pqfile.Spec[Record]{
 		Schema:       Schema(prov),
@@ -78,14 +136,17 @@ func write(ctx context.Context, uri, ext string, recs []Record, prov Provenance)
 		RowGroupRows: rowGroupRows(prov.K),
 	}
 	if ext == ExtArrow {
-		return pqfile.WriteIPC(ctx, uri, recs, spec)
+		return spec, nil
 	}
 	// Distances and scores seldom repeat: a dictionary only costs time. Neighbour ids do
 	// repeat across queries, so they keep the default dictionary.
 	for _, col := range []string{colDistances, colPairScores} {
 		spec.Props = append(spec.Props, parquet.WithDictionaryFor(col+".list.element", false))
 	}
-	return pqfile.Write(ctx, uri, recs, spec)
+	if prov.Stage == StagePartial {
+		spec.Props = append(spec.Props, parquet.WithCompression(compress.Codecs.Snappy))
+	}
+	return spec, nil
 }
 
 // appendRecord appends r as one row; the builder's fields follow Schema.

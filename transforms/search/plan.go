@@ -21,6 +21,8 @@ type Plan struct {
 	Files     []Roles
 	Queries   int64
 	Galleries int64
+	// Dim is the embeddings' dimension.
+	Dim int
 }
 
 // Roles counts the queries and gallery rows of one embeddings file.
@@ -28,7 +30,7 @@ type Roles struct{ Queries, Galleries int64 }
 
 // PlanFor reads the embeddings output once, streaming, and counts the roles of its rows.
 func PlanFor(ctx context.Context, r *embeddings.Reader) (Plan, error) {
-	var p Plan
+	p := Plan{Dim: r.Manifest().Dim}
 	for i, sh := range r.Manifest().Shards {
 		var roles Roles
 		err := r.EachIn(ctx, i, func(rec embeddings.Record) error {

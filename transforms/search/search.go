@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -75,6 +77,85 @@ type Config struct {
 	Progress bool
 }
 
+// Allowances of MemoryLimit: what a worker holds besides the shard, the tile and the score
+// buffers (the Go runtime, the runner, file readers and writers, and zstd's window for the
+// final files), and per gallery row and per neighbour in a tile's lists (ids, labels,
+// distances and their copies on the way to a file).
+const (
+	stageAllowance  = 64 << 20
+	galleryRowBytes = 64
+	neighborBytes   = 64
+)
+
+// MemoryLimit is the Go memory limit (runtime/debug.SetMemoryLimit) that the stage's
+// workers set while they search a gallery shard or merge a query tile: an estimate of
+// what the stage holds (one shard's vectors and rows, one tile's vectors and lists, the
+// engine's score buffers) plus a fixed allowance for everything else. The collector then
+// runs as the heap nears it, instead of letting the heap grow to twice its live size
+// first; a live heap above it only makes collections more frequent.
+func (c Config) MemoryLimit() int64 {
+	d, k := int64(c.Plan.Dim), int64(c.Engine.K)
+	shard := int64(c.ShardSize) * (4*d + galleryRowBytes)
+	tile := int64(c.TileSize) * (4*d + neighborBytes*k)
+	threads := int64(c.Engine.Threads)
+	if threads == 0 {
+		threads = int64(runtime.GOMAXPROCS(0))
+	}
+	rows, chunk := int64(knn.DefaultTileRows), int64(knn.DefaultChunkRows)
+	if c.Engine.Provider != ort.ProviderCPU && c.Engine.Provider != "" {
+		rows, chunk = knn.DefaultCUDATileRows, knn.DefaultCUDAChunkRows // the larger block, if CUDA may be used
+	}
+	if c.Engine.TileRows > 0 {
+		rows = int64(c.Engine.TileRows)
+	}
+	if c.Engine.ChunkRows > 0 {
+		chunk = int64(c.Engine.ChunkRows)
+	}
+	return stageAllowance + shard + tile + threads*rows*chunk*4
+}
+
+// memoryLimit scopes a Go memory limit to the work that needs it, for a process that runs
+// other stages too: while any search or merge is in progress the limit is the sum of
+// theirs, and when the last one ends the process's own limit comes back. A process started
+// with a limit (GOMEMLIMIT, or debug.SetMemoryLimit elsewhere) keeps it untouched.
+var memoryLimit struct {
+	sync.Mutex
+	active int   // searches and merges in progress
+	sum    int64 // the sum of their limits
+	saved  int64 // the process's limit before the first of them
+	owned  bool  // whether the limit is ours to set (the process had none)
+}
+
+// limitMemory adds limit to the process's memory limit until the returned function is
+// called; see memoryLimit.
+func limitMemory(limit int64) (release func()) {
+	m := &memoryLimit
+	m.Lock()
+	defer m.Unlock()
+	if m.active == 0 {
+		m.saved = debug.SetMemoryLimit(-1)
+		m.owned = m.saved == math.MaxInt64
+	}
+	m.active++
+	m.sum += limit
+	if m.owned {
+		debug.SetMemoryLimit(m.sum)
+	}
+	return func() {
+		m.Lock()
+		defer m.Unlock()
+		m.active--
+		m.sum -= limit
+		switch {
+		case !m.owned:
+		case m.active == 0:
+			debug.SetMemoryLimit(m.saved)
+		default:
+			debug.SetMemoryLimit(m.sum)
+		}
+	}
+}
+
 // Shards is the number of gallery shards.
 func (c Config) Shards() int { return ceilDiv(c.Plan.Galleries, int64(c.ShardSize)) }
 
@@ -126,8 +207,57 @@ func Search(s beam.Scope, cfg Config) beam.PCollection {
 
 // oneShardAtATime keeps a worker process to one gallery shard in memory: the engine uses
 // every core for one shard, so running two would only add memory. oneMergeAtATime does
-// the same for the merges of tiles, which each hold a tile's partial lists.
+// the same for the merges of tiles, which each hold a record batch of every partial file
+// and a row group of the tile's output.
 var oneShardAtATime, oneMergeAtATime sync.Mutex
+
+// engines holds the exact-search engines of this worker process, one per configuration,
+// shared by every searchShardFn instance (a runner may make one per bundle): its ONNX
+// Runtime session and score buffers exist once per process, and searches are serialised
+// anyway.
+var engines struct {
+	sync.Mutex
+	m map[knn.Options]*sharedEngine
+}
+
+type sharedEngine struct {
+	engine *knn.Engine
+	users  int
+}
+
+// acquireEngine returns the process's engine for opts, creating it on first use.
+func acquireEngine(opts knn.Options) (*knn.Engine, error) {
+	engines.Lock()
+	defer engines.Unlock()
+	if se := engines.m[opts]; se != nil {
+		se.users++
+		return se.engine, nil
+	}
+	e, err := knn.NewEngine(opts)
+	if err != nil {
+		return nil, err
+	}
+	if engines.m == nil {
+		engines.m = map[knn.Options]*sharedEngine{}
+	}
+	engines.m[opts] = &sharedEngine{engine: e, users: 1}
+	return e, nil
+}
+
+// releaseEngine gives back an engine from acquireEngine; the last user closes it.
+func releaseEngine(opts knn.Options) error {
+	engines.Lock()
+	defer engines.Unlock()
+	se := engines.m[opts]
+	if se == nil {
+		return nil
+	}
+	if se.users--; se.users > 0 {
+		return nil
+	}
+	delete(engines.m, opts)
+	return se.engine.Close()
+}
 
 type searchShardFn struct {
 	Config Config
@@ -141,7 +271,7 @@ func (fn *searchShardFn) Setup() error {
 		return err
 	}
 	var err error
-	fn.engine, err = knn.NewEngine(fn.Config.Engine)
+	fn.engine, err = acquireEngine(fn.Config.Engine)
 	if fn.Config.Progress {
 		fn.report = progress.Shared("neighbors", "query tiles × gallery shards", int64(fn.Config.Shards()*fn.Config.Tiles()))
 	}
@@ -150,7 +280,8 @@ func (fn *searchShardFn) Setup() error {
 
 func (fn *searchShardFn) Teardown() error {
 	if fn.engine != nil {
-		return fn.engine.Close()
+		fn.engine = nil
+		return releaseEngine(fn.Config.Engine)
 	}
 	return nil
 }
@@ -167,6 +298,7 @@ type shard struct {
 func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(int, int), reject func(rejects.Record)) error {
 	oneShardAtATime.Lock()
 	defer oneShardAtATime.Unlock()
+	defer limitMemory(fn.Config.MemoryLimit())()
 	cfg := fn.Config
 	r, err := embeddings.Open(ctx, cfg.Embeddings)
 	if err != nil {
@@ -176,6 +308,8 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 	if err != nil {
 		return err
 	}
+	// The engine's score buffers are not needed between shards (nor while tiles merge).
+	defer fn.engine.FreeBuffers()
 	prov := cfg.Provenance
 	prov.Stage = neighbors.StagePartial
 	nt, ns := cfg.Tiles(), cfg.Shards()
@@ -184,11 +318,11 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 	// Stream every query past the shard, tile by tile. A tile is a range of query ordinals,
 	// so every shard cuts the same tiles; unusable vectors are skipped (and rejected once,
 	// by shard 0, unless a gallery shard already rejects the row).
-	var tile []embeddings.Record
+	tile := &queryTile{dim: dim}
 	var ordinal int64
 	flush := func() error {
 		t := int((ordinal - 1) / int64(cfg.TileSize))
-		recs, err := fn.searchTile(tile, g, dim)
+		recs, err := fn.searchTile(tile, g)
 		if err != nil {
 			return err
 		}
@@ -199,7 +333,7 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 		queriesSearched.Inc(ctx, 1)
 		fn.report.Add(1)
 		emit(t, s)
-		tile = tile[:0]
+		tile.reset()
 		return nil
 	}
 	err = r.Each(ctx, func(rec embeddings.Record) error {
@@ -212,7 +346,7 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 				rejectVector(ctx, rec, reason, reject)
 			}
 		} else {
-			tile = append(tile, rec)
+			tile.add(rec)
 		}
 		if ordinal%int64(cfg.TileSize) == 0 || ordinal == cfg.Plan.Queries {
 			return flush()
@@ -228,13 +362,37 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 	return nil
 }
 
+// queryTile is the usable queries of one tile: their rows, and their vectors one after
+// another (the buffers are reused from tile to tile).
+type queryTile struct {
+	dim     int
+	rows    []catalog.Row
+	vectors []float32
+}
+
+func (t *queryTile) add(rec embeddings.Record) {
+	t.rows = append(t.rows, rec.Row)
+	t.vectors = append(t.vectors, rec.Embedding...)
+}
+
+func (t *queryTile) reset() {
+	clear(t.rows) // let the rows' strings go
+	t.rows, t.vectors = t.rows[:0], t.vectors[:0]
+}
+
 // loadShard reads the gallery rows with ordinals [s·ShardSize, (s+1)·ShardSize), skipping
-// whole files outside that range.
+// whole files outside that range. The vectors go straight into the shard's one flat array,
+// which is then put in item id order in place: the shard's vectors are held once.
 func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s int, reject func(rejects.Record)) (*shard, error) {
 	cfg := fn.Config
 	lo := int64(s) * int64(cfg.ShardSize)
 	hi := min(lo+int64(cfg.ShardSize), cfg.Plan.Galleries)
-	var rows []embeddings.Record
+	dim := r.Manifest().Dim
+	g := &shard{relevant: map[int64]int64{}, sameSeq: map[string]int64{}}
+	g.Dim = dim
+	n := max(0, int(hi-lo))
+	g.IDs, g.Labels, g.Sequences = make([]string, 0, n), make([]int64, 0, n), make([]string, 0, n)
+	g.Vectors = make([]float32, 0, n*dim)
 	var first int64 // gallery ordinal of the current file's first gallery row
 	for i, roles := range cfg.Plan.Files {
 		if first >= hi {
@@ -253,7 +411,10 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 				if reason := unusable(rec.Embedding, cfg.Engine.Normalized); reason != "" {
 					rejectVector(ctx, rec, reason, reject)
 				} else {
-					rows = append(rows, rec)
+					g.IDs = append(g.IDs, rec.Row.ID)
+					g.Labels = append(g.Labels, rec.Row.Label)
+					g.Sequences = append(g.Sequences, rec.Row.Sequence)
+					g.Vectors = append(g.Vectors, rec.Embedding...)
 				}
 			}
 			ord++
@@ -267,24 +428,16 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 		}
 		first = ord
 	}
-	sort.Slice(rows, func(a, b int) bool { return rows[a].Row.ID < rows[b].Row.ID })
-	g := &shard{relevant: map[int64]int64{}, sameSeq: map[string]int64{}, positions: make(map[string]int, len(rows))}
-	if len(rows) > 0 {
-		g.Dim = len(rows[0].Embedding)
-	}
-	g.Vectors = make([]float32, 0, len(rows)*g.Dim)
-	for i, rec := range rows {
-		g.IDs = append(g.IDs, rec.Row.ID)
-		g.Labels = append(g.Labels, rec.Row.Label)
-		g.Sequences = append(g.Sequences, rec.Row.Sequence)
-		g.Vectors = append(g.Vectors, rec.Embedding...)
-		g.relevant[rec.Row.Label]++
-		if rec.Row.Sequence != "" {
-			g.sameSeq[seqKey(rec.Row.Label, rec.Row.Sequence)]++
+	g.sortByID()
+	g.positions = make(map[string]int, len(g.IDs))
+	for i, id := range g.IDs {
+		g.relevant[g.Labels[i]]++
+		if seq := g.Sequences[i]; seq != "" {
+			g.sameSeq[seqKey(g.Labels[i], seq)]++
 		}
-		g.positions[rec.Row.ID] = i
+		g.positions[id] = i
 	}
-	if len(rows) > 0 {
+	if len(g.IDs) > 0 {
 		var err error
 		if g.index, err = knn.NewIndex(g.Gallery); err != nil {
 			return nil, fmt.Errorf("neighbors: gallery shard %d: %w", s, err)
@@ -293,30 +446,63 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 	return g, nil
 }
 
+// sortByID puts the shard's rows in item id order. The vectors are permuted in place,
+// cycle by cycle, with one row of scratch.
+func (g *shard) sortByID() {
+	n := len(g.IDs)
+	order := make([]int, n) // order[i] is the row that goes to position i
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return g.IDs[order[a]] < g.IDs[order[b]] })
+	ids, labels, seqs := make([]string, n), make([]int64, n), make([]string, n)
+	for i, j := range order {
+		ids[i], labels[i], seqs[i] = g.IDs[j], g.Labels[j], g.Sequences[j]
+	}
+	g.IDs, g.Labels, g.Sequences = ids, labels, seqs
+	d := g.Dim
+	row := func(i int) []float32 { return g.Vectors[i*d : (i+1)*d] }
+	tmp := make([]float32, d)
+	for start := range order {
+		if order[start] == start {
+			continue
+		}
+		copy(tmp, row(start))
+		i := start
+		for order[i] != start {
+			j := order[i]
+			copy(row(i), row(j))
+			order[i] = i
+			i = j
+		}
+		copy(row(i), tmp)
+		order[i] = i
+	}
+}
+
 // searchTile finds each query's top-k in the shard and counts its relevant shard rows.
-func (fn *searchShardFn) searchTile(tile []embeddings.Record, g *shard, dim int) ([]neighbors.Record, error) {
-	q := knn.Query{Dim: dim, IDs: make([]string, len(tile)), Sequences: make([]string, len(tile)), Vectors: make([]float32, 0, len(tile)*dim)}
-	for i, rec := range tile {
-		q.IDs[i], q.Sequences[i] = rec.Row.ID, rec.Row.Sequence
-		q.Vectors = append(q.Vectors, rec.Embedding...)
+func (fn *searchShardFn) searchTile(tile *queryTile, g *shard) ([]neighbors.Record, error) {
+	n := len(tile.rows)
+	q := knn.Query{Dim: tile.dim, IDs: make([]string, n), Sequences: make([]string, n), Vectors: tile.vectors}
+	for i, row := range tile.rows {
+		q.IDs[i], q.Sequences[i] = row.ID, row.Sequence
 	}
 	var lists [][]knn.Neighbor
-	if len(tile) > 0 && len(g.IDs) > 0 {
+	if n > 0 && len(g.IDs) > 0 {
 		var err error
 		if lists, err = fn.engine.SearchIndex(q, g.index); err != nil {
 			return nil, fmt.Errorf("neighbors: %w", err)
 		}
 	}
-	out := make([]neighbors.Record, len(tile))
-	for i, rec := range tile {
-		row := rec.Row
+	out := make([]neighbors.Record, n)
+	for i, row := range tile.rows {
 		o := neighbors.Record{QueryID: row.ID, QueryLabel: row.Label, QueryCategory: row.Category, QuerySequence: row.Sequence,
 			NRelevant: g.relevantTo(row)}
 		if lists != nil {
-			for _, nb := range lists[i] {
-				o.NeighborIDs = append(o.NeighborIDs, g.IDs[nb.Index])
-				o.NeighborLabels = append(o.NeighborLabels, g.Labels[nb.Index])
-				o.Distances = append(o.Distances, nb.Dist)
+			m := len(lists[i])
+			o.NeighborIDs, o.NeighborLabels, o.Distances = make([]string, m), make([]int64, m), make([]float32, m)
+			for j, nb := range lists[i] {
+				o.NeighborIDs[j], o.NeighborLabels[j], o.Distances[j] = g.IDs[nb.Index], g.Labels[nb.Index], nb.Dist
 			}
 		}
 		out[i] = o
@@ -368,6 +554,7 @@ type mergeTileFn struct{ Config Config }
 func (fn *mergeTileFn) ProcessElement(ctx context.Context, t int, shards func(*int) bool, emit func(neighbors.ShardInfo)) error {
 	oneMergeAtATime.Lock()
 	defer oneMergeAtATime.Unlock()
+	defer limitMemory(fn.Config.MemoryLimit())()
 	cfg := fn.Config
 	ns, nt := cfg.Shards(), cfg.Tiles()
 	seen := make([]bool, ns)

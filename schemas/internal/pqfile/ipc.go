@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
@@ -16,12 +17,18 @@ import (
 // spec.RowGroupRows rows; spec.Props is ignored): sorted, published atomically, and the same
 // records always give the same bytes. The schema's metadata is the file's schema metadata.
 func WriteIPC[T any](ctx context.Context, uri string, recs []T, spec Spec[T]) (Info, error) {
+	return WriteIPCSorted(ctx, uri, sortedRecords(recs, spec.Compare), spec)
+}
+
+// WriteIPCSorted is WriteIPC for records handed over one at a time in spec.Compare order,
+// as WriteSorted is for Write.
+func WriteIPCSorted[T any](ctx context.Context, uri string, each func(yield func(*T) error) error, spec Spec[T]) (Info, error) {
 	if spec.RowGroupRows < 1 {
-		return Info{}, fmt.Errorf("write %s: record batch size must be ≥ 1, got %d", uri, spec.RowGroupRows)
+		return Info{File: path.Base(uri)}, fmt.Errorf("write %s: record batch size must be ≥ 1, got %d", uri, spec.RowGroupRows)
 	}
 	// One writer per file, used by this goroutine only: an IPC writer is not safe for
 	// concurrent use.
-	return publishBatches(ctx, uri, recs, spec, func(w io.Writer) (batchWriter, error) {
+	return publishBatches(ctx, uri, each, spec, func(w io.Writer) (batchWriter, error) {
 		return ipc.NewFileWriter(w, ipc.WithSchema(spec.Schema), ipc.WithAllocator(memory.DefaultAllocator))
 	})
 }

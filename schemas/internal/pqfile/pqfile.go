@@ -59,21 +59,49 @@ type Spec[T any] struct {
 }
 
 // Write sorts recs (without changing the caller's slice) and writes them as one
-// zstd-compressed Parquet file at uri, a local path or gs:// URI. The file appears under
-// its final name only when complete: on any error nothing is published.
+// zstd-compressed Parquet file at uri, a local path or gs:// URI (spec.Props may choose
+// another codec). The file appears under its final name only when complete: on any error
+// nothing is published.
 func Write[T any](ctx context.Context, uri string, recs []T, spec Spec[T]) (Info, error) {
+	return WriteSorted(ctx, uri, sortedRecords(recs, spec.Compare), spec)
+}
+
+// WriteSorted is Write for records that each hands over one at a time, already in
+// spec.Compare order (a record that sorts before the previous one is an error): the same
+// records give the same bytes as Write, but only one row group of them is held at a time.
+// each calls yield with every record in order and returns the first error yield returns;
+// a record need not outlive its yield call.
+func WriteSorted[T any](ctx context.Context, uri string, each func(yield func(*T) error) error, spec Spec[T]) (Info, error) {
 	if spec.RowGroupRows < 1 {
-		return Info{File: path.Base(uri), Rows: int64(len(recs))}, fmt.Errorf("write %s: row group size must be ≥ 1, got %d", uri, spec.RowGroupRows)
+		return Info{File: path.Base(uri)}, fmt.Errorf("write %s: row group size must be ≥ 1, got %d", uri, spec.RowGroupRows)
 	}
 	props := append([]parquet.WriterProperty{
 		parquet.WithCompression(compress.Codecs.Zstd),
 		parquet.WithMaxRowGroupLength(int64(spec.RowGroupRows)),
 		parquet.WithDictionaryDefault(true),
 	}, spec.Props...)
-	return publishBatches(ctx, uri, recs, spec, func(w io.Writer) (batchWriter, error) {
+	return publishBatches(ctx, uri, each, spec, func(w io.Writer) (batchWriter, error) {
 		return pqarrow.NewFileWriter(spec.Schema, w, parquet.NewWriterProperties(props...),
 			pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	})
+}
+
+// sortedRecords returns an each function (see WriteSorted) that yields recs in compare
+// order, stably, without changing the caller's slice.
+func sortedRecords[T any](recs []T, compare func(a, b *T) int) func(yield func(*T) error) error {
+	return func(yield func(*T) error) error {
+		order := make([]*T, len(recs))
+		for i := range recs {
+			order[i] = &recs[i]
+		}
+		slices.SortStableFunc(order, compare)
+		for _, r := range order {
+			if err := yield(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // batchWriter is a Parquet or Arrow IPC file writer.
@@ -82,21 +110,22 @@ type batchWriter interface {
 	Close() error
 }
 
-// publishBatches publishes with Publish the file that the writer from open makes of recs,
-// written with writeBatches, and returns its Info with Rows set.
-func publishBatches[T any](ctx context.Context, uri string, recs []T, spec Spec[T], open func(w io.Writer) (batchWriter, error)) (Info, error) {
+// publishBatches publishes with Publish the file that the writer from open makes of the
+// records each yields, written with writeBatches, and returns its Info with Rows set.
+func publishBatches[T any](ctx context.Context, uri string, each func(yield func(*T) error) error, spec Spec[T], open func(w io.Writer) (batchWriter, error)) (Info, error) {
+	var rows int64
 	info, err := Publish(ctx, uri, func(w io.Writer) error {
 		fw, err := open(w)
 		if err != nil {
 			return err
 		}
-		err = writeBatches(ctx, recs, spec, fw.Write)
+		rows, err = writeBatches(ctx, each, spec, fw.Write)
 		if cerr := fw.Close(); err == nil {
 			err = cerr
 		}
 		return err
 	})
-	info.Rows = int64(len(recs))
+	info.Rows = rows
 	return info, err
 }
 
@@ -134,24 +163,20 @@ func Publish(ctx context.Context, uri string, write func(w io.Writer) error) (In
 	return info, nil
 }
 
-// writeBatches sorts recs by spec.Compare (without changing the caller's slice) and hands
-// them to write as record batches of at most spec.RowGroupRows rows, each released after
-// the call. It stops at the first error or when ctx is done.
-func writeBatches[T any](ctx context.Context, recs []T, spec Spec[T], write func(arrow.RecordBatch) error) error {
-	order := make([]*T, len(recs))
-	for i := range recs {
-		order[i] = &recs[i]
-	}
-	slices.SortStableFunc(order, spec.Compare)
+// writeBatches hands the records each yields, which must be in spec.Compare order, to
+// write as record batches of spec.RowGroupRows rows (the last one shorter), each released
+// after the call, and returns the number of records. It stops at the first error or when
+// ctx is done.
+func writeBatches[T any](ctx context.Context, each func(yield func(*T) error) error, spec Spec[T], write func(arrow.RecordBatch) error) (int64, error) {
 	b := array.NewRecordBuilder(memory.DefaultAllocator, spec.Schema)
 	defer b.Release()
-	for start := 0; start < len(order); start += spec.RowGroupRows {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		end := min(start+spec.RowGroupRows, len(order))
-		for _, r := range order[start:end] {
-			spec.Append(b, r)
+	var (
+		rows, start int64 // records so far; the first of the current batch
+		prev        T     // the previous record (a shallow copy)
+	)
+	flush := func() error {
+		if rows == start {
+			return nil
 		}
 		rec := b.NewRecordBatch()
 		err := write(rec)
@@ -159,8 +184,30 @@ func writeBatches[T any](ctx context.Context, recs []T, spec Spec[T], write func
 		if err != nil {
 			return fmt.Errorf("row group at row %d: %w", start, err)
 		}
+		start = rows
+		return nil
 	}
-	return nil
+	err := each(func(r *T) error {
+		if rows > 0 && spec.Compare(&prev, r) > 0 {
+			return fmt.Errorf("record %d sorts before record %d: records must come in the file's order", rows, rows-1)
+		}
+		if rows == start {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		spec.Append(b, r)
+		prev = *r
+		rows++
+		if rows-start == int64(spec.RowGroupRows) {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return rows, err
 }
 
 // digestWriter counts and hashes what passes through it.

@@ -11,14 +11,26 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/stirpipe/stirpipe/schemas/blob"
 )
 
-// batchRows is the number of rows per Arrow batch when reading.
-const batchRows = 4096
+// batchRows is the number of rows per Arrow batch when reading: a reader holds one batch
+// and the decoding buffers it needs (384 KiB of values for 384-wide embeddings, 25,600
+// neighbours for lists of 100).
+const batchRows = 256
+
+// readProperties make a reader stream each column chunk page by page through a small
+// buffer (local files are read in place), instead of reading whole column chunks into
+// memory first: an embeddings row group's vectors are tens of MB.
+func readProperties() *parquet.ReaderProperties {
+	props := parquet.NewReaderProperties(memory.DefaultAllocator)
+	props.BufferedStreamEnabled = true
+	return props
+}
 
 // File is an open Parquet file. A local file is read in place; a gs:// object is read into
 // memory once (a shard is a bounded fraction of the output).
@@ -38,7 +50,7 @@ func Open(ctx context.Context, uri string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	pf, err := file.NewParquetReader(src)
+	pf, err := file.NewParquetReader(src, file.WithReadProps(readProperties()))
 	if err != nil {
 		if c, ok := src.(io.Closer); ok {
 			c.Close()
