@@ -75,7 +75,7 @@ type EmbedPlan struct {
 }
 
 // PrepareEmbed checks flags, loads and validates the catalog, loads the ONNX Runtime
-// library and opens the model once against its graph, so that a bad input stops the job
+// library and checks the model against its graph, so that a bad input stops the job
 // here, before any image is read.
 func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 	var errs []error
@@ -118,12 +118,8 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 	if err := ort.Init(o.Library); err != nil {
 		return nil, err
 	}
-	e, err := embedder.Open(m, o.Runtime)
+	sha, err := embedder.Verify(m, o.Runtime)
 	if err != nil {
-		return nil, err
-	}
-	sha := e.ModelSHA256()
-	if err := e.Close(); err != nil {
 		return nil, err
 	}
 	pre, _ := json.Marshal(m.Preprocess)

@@ -109,12 +109,8 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	if err := ort.Init(o.Library); err != nil {
 		return nil, err
 	}
-	sc, err := pairwise.Open(pm, o.Runtime)
+	sha, err := pairwise.Verify(pm, o.Runtime)
 	if err != nil {
-		return nil, err
-	}
-	sha := sc.ModelSHA256()
-	if err := sc.Close(); err != nil {
 		return nil, err
 	}
 	in, err := neighbors.ManifestSHA256(ctx, o.Lists)

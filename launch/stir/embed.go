@@ -32,6 +32,7 @@ func runtimeFlags(fs *flag.FlagSet, o *ort.Options, lib *string) {
 	fs.StringVar(&o.GraphOptLevel, "graph_opt", "all", "ONNX Runtime graph optimisation level: all, extended, basic or disabled")
 	fs.StringVar(&o.Provider, "provider", "cpu", "execution provider: cpu, or cuda (needs the GPU build of ONNX Runtime)")
 	fs.IntVar(&o.CUDADevice, "cuda_device", 0, "CUDA device id when --provider=cuda")
+	fs.BoolVar(&o.Spin, "spin", false, "let ONNX Runtime's threads spin-wait between operators (faster only when nothing else needs the cores)")
 }
 
 // embedOptionFlags registers the embed stage's flags (shared by run); call the returned

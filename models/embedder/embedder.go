@@ -44,14 +44,8 @@ type Embedder struct {
 // Every mismatch is reported at once, naming the manifest field and the graph's value. ort.Init
 // must have succeeded. The caller closes the Embedder.
 func Open(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {
-	if m == nil {
-		return nil, errors.New("embedder: nil manifest")
-	}
-	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("embedder: manifest %q: %w", m.Name, err)
-	}
-	if m.Kind != manifest.KindEmbedder {
-		return nil, fmt.Errorf("embedder: manifest %q has kind %q, want %q", m.Name, m.Kind, manifest.KindEmbedder)
+	if err := validate(m, manifest.KindEmbedder); err != nil {
+		return nil, err
 	}
 	return openModel(m, opts)
 }
@@ -59,13 +53,56 @@ func Open(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {
 // OpenAny is Open for a model of any kind: an embedder, or a pairwise model whose two
 // inputs are both image batches. Use RunInto to feed every input.
 func OpenAny(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {
-	if m == nil {
-		return nil, errors.New("embedder: nil manifest")
-	}
-	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("embedder: manifest %q: %w", m.Name, err)
+	if err := validate(m, ""); err != nil {
+		return nil, err
 	}
 	return openModel(m, opts)
+}
+
+// Verify makes Open's checks (manifest, graph, session options) without creating the session,
+// whose graph optimisation takes seconds for a large model, and returns the ONNX file's
+// SHA-256: the preflight of a job whose workers open the model later.
+func Verify(m *manifest.Manifest, opts ort.Options) (sha256 string, err error) {
+	if err := validate(m, manifest.KindEmbedder); err != nil {
+		return "", err
+	}
+	return verifyModel(m, opts)
+}
+
+// VerifyAny is Verify for a model of any kind, as OpenAny.
+func VerifyAny(m *manifest.Manifest, opts ort.Options) (sha256 string, err error) {
+	if err := validate(m, ""); err != nil {
+		return "", err
+	}
+	return verifyModel(m, opts)
+}
+
+// validate checks m and, unless kind is empty, its kind.
+func validate(m *manifest.Manifest, kind string) error {
+	if m == nil {
+		return errors.New("embedder: nil manifest")
+	}
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("embedder: manifest %q: %w", m.Name, err)
+	}
+	if kind != "" && m.Kind != kind {
+		return fmt.Errorf("embedder: manifest %q has kind %q, want %q", m.Name, m.Kind, kind)
+	}
+	return nil
+}
+
+func verifyModel(m *manifest.Manifest, opts ort.Options) (string, error) {
+	if err := opts.Usable(); err != nil {
+		return "", fmt.Errorf("embedder %q: %w", m.Name, err)
+	}
+	info, err := ort.Describe(m.Model)
+	if err != nil {
+		return "", fmt.Errorf("embedder %q: %w", m.Name, err)
+	}
+	if _, err := checkGraph(m, info.Inputs, info.Outputs); err != nil {
+		return "", mismatch(m, err)
+	}
+	return info.SHA256, nil
 }
 
 func openModel(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {

@@ -253,6 +253,9 @@ func TestOpenMismatch(t *testing.T) {
 				t.Fatal("Open succeeded")
 			}
 			msg := err.Error()
+			if _, verr := Verify(m, ort.Options{}); verr == nil || verr.Error() != msg {
+				t.Errorf("Verify = %v, want Open's error", verr)
+			}
 			for _, w := range append(tc.want, m.Model, "does not match its manifest") {
 				if !strings.Contains(msg, w) {
 					t.Errorf("error does not mention %q:\n%s", w, msg)
@@ -289,10 +292,29 @@ func TestOpenRejects(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error does not mention %q: %v", tc.want, err)
 			}
+			if _, err := Verify(tc.m, ort.Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Verify = %v, want an error mentioning %q", err, tc.want)
+			}
 		})
 	}
 	if _, err := Open(loadManifest(t, nil), ort.Options{Provider: "tpu"}); err == nil || !strings.Contains(err.Error(), `"tpu"`) {
 		t.Errorf("Open with bad options = %v", err)
+	}
+	if _, err := Verify(loadManifest(t, nil), ort.Options{Provider: "tpu"}); err == nil || !strings.Contains(err.Error(), `"tpu"`) {
+		t.Errorf("Verify with bad options = %v", err)
+	}
+}
+
+// TestVerify: a good model passes Verify with the SHA-256 that Open's session reports.
+func TestVerify(t *testing.T) {
+	m := loadManifest(t, nil)
+	sha, err := Verify(m, ort.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := open(t, m)
+	if sha != e.ModelSHA256() || len(sha) != 64 {
+		t.Errorf("Verify sha256 %q, Open's %q", sha, e.ModelSHA256())
 	}
 }
 

@@ -56,6 +56,10 @@ type Options struct {
 	Provider string `json:"provider,omitempty"`
 	// CUDADevice is the GPU ordinal for the CUDA provider.
 	CUDADevice int `json:"cuda_device,omitempty"`
+	// Spin lets ONNX Runtime's thread pools spin-wait for work between operators. Off by
+	// default: our workers decode images on the same cores while a batch runs, and spinning
+	// threads take the CPU time the decoders need.
+	Spin bool `json:"spin,omitempty"`
 }
 
 // Normalized returns o with empty fields replaced by their defaults, so that equal settings
@@ -137,6 +141,13 @@ func NewSessionOptions(o Options) (_ *ortgo.SessionOptions, provider string, err
 			return nil, "", fmt.Errorf("set inter-op threads %d: %w", o.InterOpThreads, err)
 		}
 	}
+	if !o.Spin {
+		for _, k := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+			if err := so.AddSessionConfigEntry(k, "0"); err != nil {
+				return nil, "", fmt.Errorf("session config %s=0: %w", k, err)
+			}
+		}
+	}
 	if err := so.SetGraphOptimizationLevel(optLevels[o.GraphOptLevel]); err != nil {
 		return nil, "", fmt.Errorf("set graph optimisation level %q: %w", o.GraphOptLevel, err)
 	}
@@ -151,6 +162,16 @@ func NewSessionOptions(o Options) (_ *ortgo.SessionOptions, provider string, err
 		}
 	}
 	return so, provider, nil
+}
+
+// Usable reports whether sessions with o can be created with the loaded library: o is valid
+// and its execution provider is available. Init must have succeeded.
+func (o Options) Usable() error {
+	so, _, err := NewSessionOptions(o)
+	if err != nil {
+		return err
+	}
+	return so.Destroy()
 }
 
 // appendCUDA adds the CUDA execution provider for device to so.

@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // libPath is the real ONNX Runtime library every test in this package runs against.
@@ -240,6 +242,12 @@ func TestCUDAUnavailable(t *testing.T) {
 			t.Errorf("CUDA error does not mention %q: %v", want, err)
 		}
 	}
+	if err := (Options{Provider: ProviderCUDA}).Usable(); !errors.Is(err, ErrNoCUDA) {
+		t.Errorf("Usable(cuda) = %v, want ErrNoCUDA", err)
+	}
+	if err := (Options{Provider: ProviderAuto}).Usable(); err != nil {
+		t.Errorf("Usable(auto) = %v, want nil (falls back to the CPU)", err)
+	}
 	if _, err := NewSession(gap8, []string{"images"}, []string{"embeddings"}, Options{Provider: ProviderCUDA}); !errors.Is(err, ErrNoCUDA) {
 		t.Errorf("NewSession(cuda) = %v, want ErrNoCUDA", err)
 	}
@@ -404,6 +412,24 @@ func TestRunKnownOutputs(t *testing.T) {
 	})
 }
 
+// TestSpin: sessions whose thread pools spin-wait (Spin) and sessions whose pools sleep (the
+// default) compute the same outputs.
+func TestSpin(t *testing.T) {
+	w := loadWeights(t)
+	images := randomImages(4, w.Crop, 5)
+	want := expectedGap8(w, images, 4, true)
+	for _, spin := range []bool{false, true} {
+		s, err := NewSession(gap8, []string{"images"}, []string{"embeddings"}, Options{IntraOpThreads: 2, Spin: spin})
+		if err != nil {
+			t.Fatalf("Spin %v: %v", spin, err)
+		}
+		checkClose(t, runGap8(t, s, images, 4, "embeddings"), want, 1e-5)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestSessionInfo(t *testing.T) {
 	s, err := NewSession(gap8, []string{"images"}, []string{"features"}, Options{IntraOpThreads: 1, GraphOptLevel: OptBasic})
 	if err != nil {
@@ -429,6 +455,53 @@ func TestSessionInfo(t *testing.T) {
 	}
 	if s.Options().GraphOptLevel != OptBasic || s.Options().Provider != ProviderCPU || len(data) == 0 {
 		t.Errorf("Options() = %+v", s.Options())
+	}
+}
+
+// TestDescribe: Describe reports the file's hash and graph, and a changed file is described
+// again rather than served from the cache.
+func TestDescribe(t *testing.T) {
+	src, err := os.ReadFile(gap8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "model.onnx")
+	if err := os.WriteFile(p, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first, err := Describe(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, _ := FileSHA256(p)
+	in, out, _ := Inspect(p)
+	if first.SHA256 != sum || !reflect.DeepEqual(first.Inputs, in) || !reflect.DeepEqual(first.Outputs, out) {
+		t.Fatalf("Describe = %+v, want sha %s, inputs %v, outputs %v", first, sum, in, out)
+	}
+	first.Inputs[0].Name = "changed by the caller"
+	if again, err := Describe(p); err != nil || !reflect.DeepEqual(again.Inputs, in) {
+		t.Errorf("second Describe = %+v, %v: the cache must not share slices with callers", again, err)
+	}
+	other, err := os.ReadFile("testdata/bad_shapes.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(p, later, later); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := Describe(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum2, _ := FileSHA256(p); changed.SHA256 != sum2 || changed.SHA256 == first.SHA256 {
+		t.Errorf("after rewriting the file Describe's sha256 is %s, want %s", changed.SHA256, sum2)
+	}
+	if _, err := Describe(filepath.Join(t.TempDir(), "missing.onnx")); err == nil || !strings.Contains(err.Error(), "missing.onnx") {
+		t.Errorf("Describe of a missing file = %v", err)
 	}
 }
 

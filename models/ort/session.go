@@ -156,16 +156,13 @@ func NewSession(modelPath string, inputs, outputs []string, opts Options) (*Sess
 	if len(inputs) == 0 || len(outputs) == 0 {
 		return nil, fmt.Errorf("ONNX model %s: need at least one input and one output name, got %q and %q", modelPath, inputs, outputs)
 	}
-	sum, err := FileSHA256(modelPath)
+	info, err := Describe(modelPath)
 	if err != nil {
 		return nil, err
 	}
-	gIn, gOut, err := Inspect(modelPath)
-	if err != nil {
-		return nil, err
-	}
+	gIn, gOut := info.Inputs, info.Outputs
 	s := &Session{
-		path: modelPath, sha256: sum, opts: opts,
+		path: modelPath, sha256: info.SHA256, opts: opts,
 		inputNames: slices.Clone(inputs), outputNames: slices.Clone(outputs),
 		graphInputs: gIn, graphOutputs: gOut,
 	}

@@ -23,17 +23,33 @@ type Scorer struct {
 // Open checks that m describes a pairwise model and that its graph matches it (two image
 // inputs [batch,3,crop,crop], one logit per pair), then opens the shared session.
 func Open(m *manifest.Manifest, opts ort.Options) (*Scorer, error) {
-	if m == nil {
-		return nil, errors.New("pairwise: nil manifest")
-	}
-	if m.Kind != manifest.KindPairwise {
-		return nil, fmt.Errorf("pairwise: manifest %q has kind %q, want %q (the STIR model, two inputs: query and candidate)", m.Name, m.Kind, manifest.KindPairwise)
+	if err := checkKind(m); err != nil {
+		return nil, err
 	}
 	e, err := embedder.OpenAny(m, opts)
 	if err != nil {
 		return nil, err
 	}
 	return &Scorer{m: e}, nil
+}
+
+// Verify makes Open's checks without creating the session and returns the ONNX file's
+// SHA-256 (embedder.Verify): the preflight of a job whose workers score pairs later.
+func Verify(m *manifest.Manifest, opts ort.Options) (sha256 string, err error) {
+	if err := checkKind(m); err != nil {
+		return "", err
+	}
+	return embedder.VerifyAny(m, opts)
+}
+
+func checkKind(m *manifest.Manifest) error {
+	if m == nil {
+		return errors.New("pairwise: nil manifest")
+	}
+	if m.Kind != manifest.KindPairwise {
+		return fmt.Errorf("pairwise: manifest %q has kind %q, want %q (the STIR model, two inputs: query and candidate)", m.Name, m.Kind, manifest.KindPairwise)
+	}
+	return nil
 }
 
 // Compatible reports whether a pairwise model sees the same images as the embedder whose

@@ -145,6 +145,20 @@ func TestOpenRefusesEmbedder(t *testing.T) {
 	if _, err := Open(nil, ort.Options{}); err == nil {
 		t.Error("Open(nil): no error")
 	}
+	if _, err := Verify(m, ort.Options{}); err == nil || !strings.Contains(err.Error(), `want "pairwise"`) {
+		t.Errorf("Verify of an embedder manifest = %v", err)
+	}
+}
+
+// TestVerify: the pairwise manifest passes Verify with the SHA-256 that Open reports.
+func TestVerify(t *testing.T) {
+	sha, err := Verify(load(t, "pairwise.json"), ort.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := open(t); sha != s.ModelSHA256() {
+		t.Errorf("Verify sha256 %q, Open's %q", sha, s.ModelSHA256())
+	}
 }
 
 func TestCompatible(t *testing.T) {
