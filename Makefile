@@ -48,10 +48,13 @@ fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
 ## bench: embed pipeline vs a plain ONNX Runtime loop on ViT-S/16 (needs `make vits16`), then
-## exact k-NN vs FAISS at SOP scale and the neighbours stage's peak RSS (needs python3-faiss)
+## exact k-NN vs FAISS at SOP scale and the neighbours stage's peak RSS (needs python3-faiss),
+## then the STIR rerank stage's pairs/s vs a plain loop on the same pairs (ViT-S/16 pairwise)
 bench: ort vits16
 	$(GO) run ./launch/bench embed --model models/zoo/vits16/embedder.json --images 512 --size 500 --work $(BENCH)
 	$(GO) run ./launch/bench neighbors --work $(BENCH)
+	$(GO) run ./launch/bench rerank --pair_model models/zoo/vits16/pairwise.json --embed_model models/zoo/vits16/embedder.json \
+		--images 160 --size 500 --top_n 5 --pair_batch 10 --work $(BENCH)
 
 ## vits16: export the real ViT-S/16 embedder and STIR graphs (≈ 87 MB each, random weights,
 ## not committed; needs Debian's python3-torch and python3-onnx)

@@ -199,11 +199,6 @@ func TestLoops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	ns, err := openNoSpin(m, c.runtime())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.close()
 	dec, err := decodeAll(ctx, bc.Full, m, c.limits())
 	if err != nil {
 		t.Fatal(err)
@@ -219,8 +214,6 @@ func TestLoops(t *testing.T) {
 	}{
 		{variantPlain, e.EmbedInto, false},
 		{variantOverlap, e.EmbedInto, true},
-		{variantPlainNoSpin, ns.forward, false},
-		{variantOverlapNoSpin, ns.forward, true},
 	}
 	var want []float32
 	for _, tt := range tests {

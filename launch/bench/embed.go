@@ -34,7 +34,7 @@ type embedConfig struct {
 	Library   string  `json:"onnxruntime_lib,omitempty"`
 	Steady    bool    `json:"steady"`
 	Overlap   bool    `json:"overlap"`
-	NoSpin    bool    `json:"nospin"`
+	Spin      bool    `json:"spin"`
 	Warmup    bool    `json:"warmup"`
 	Pipeline  bool    `json:"pipeline"`
 	Stir      string  `json:"stir,omitempty"`
@@ -79,7 +79,7 @@ func (c embedConfig) validate() error {
 }
 
 func (c embedConfig) runtime() ort.Options {
-	return ort.Options{IntraOpThreads: c.Threads, InterOpThreads: c.InterOp, GraphOptLevel: c.GraphOpt}
+	return ort.Options{IntraOpThreads: c.Threads, InterOpThreads: c.InterOp, GraphOptLevel: c.GraphOpt, Spin: c.Spin}
 }
 
 func (c embedConfig) limits() imageio.Limits {
@@ -104,7 +104,7 @@ func runEmbed(ctx context.Context, args []string) int {
 	fs.StringVar(&c.Library, "onnxruntime_lib", "", "ONNX Runtime shared library; empty: $STIR_ONNXRUNTIME_LIB, then .local/onnxruntime/")
 	fs.BoolVar(&c.Steady, "steady", true, "also run the pipeline on the first half of the catalog: steady-state rate = extra images / extra wall")
 	fs.BoolVar(&c.Overlap, "overlap", true, "also time a loop that decodes the next batch while one runs (the pipeline's overlap, without Beam)")
-	fs.BoolVar(&c.NoSpin, "nospin", false, "diagnostic: also time both loops on a session whose thread pools do not spin-wait")
+	fs.BoolVar(&c.Spin, "spin", false, "let ONNX Runtime's threads spin-wait between operators (stir's --spin), in the pipeline and the loop")
 	fs.BoolVar(&c.Warmup, "warmup", true, "run the pipeline once on the half catalog, untimed, before measuring (warms the page cache)")
 	fs.BoolVar(&c.Pipeline, "pipeline", true, "run the pipeline; false: only the loops (diagnostics)")
 	fs.StringVar(&c.Stir, "stir", "", "prebuilt stir binary; empty: go build -o WORK/stir ./launch/stir")
@@ -216,17 +216,6 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 	if c.Overlap {
 		variants = append(variants, variant{variantOverlap, e.EmbedInto, true})
 	}
-	if c.NoSpin {
-		ns, err := openNoSpin(m, c.runtime())
-		if err != nil {
-			return nil, err
-		}
-		defer ns.close()
-		variants = append(variants, variant{variantPlainNoSpin, ns.forward, false})
-		if c.Overlap {
-			variants = append(variants, variant{variantOverlapNoSpin, ns.forward, true})
-		}
-	}
 	// One untimed forward pass per other session: the first run allocates.
 	for _, v := range variants[1:] {
 		if err := v.fw(warmOut, warmIn, c.BatchSize); err != nil {
@@ -240,7 +229,7 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 	}
 	child := func(rep int, catalogPath, tag string) (pipelineRun, error) {
 		a := childArgs{Bin: bin, Model: c.Model, Library: c.Library, BatchSize: c.BatchSize,
-			Intra: c.Threads, Inter: c.InterOp, GraphOpt: c.GraphOpt, Catalog: catalogPath,
+			Intra: c.Threads, Inter: c.InterOp, GraphOpt: c.GraphOpt, Spin: c.Spin, Catalog: catalogPath,
 			Output: filepath.Join(c.Work, "run-"+tag),
 			Log:    filepath.Join(logs, fmt.Sprintf("pipeline-%s-rep%d.log", tag, rep))}
 		r, err := runPipeline(ctx, a)

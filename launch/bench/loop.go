@@ -8,11 +8,8 @@ import (
 	"syscall"
 	"time"
 
-	ortgo "github.com/yalue/onnxruntime_go"
-
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/manifest"
-	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/preprocess"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 )
@@ -109,10 +106,8 @@ type loopRun struct {
 
 // Loop variants.
 const (
-	variantPlain         = "loop"
-	variantOverlap       = "loop+decode"
-	variantPlainNoSpin   = "loop nospin"
-	variantOverlapNoSpin = "loop+decode nospin"
+	variantPlain   = "loop"
+	variantOverlap = "loop+decode"
 )
 
 // runLoop times one pass over every image in batches of bs. Plain variants feed the
@@ -183,44 +178,3 @@ func selfMaxRSSKiB() int64 {
 	}
 	return ru.Maxrss
 }
-
-// noSpinSession is a session with the same options whose ONNX Runtime thread pools do not
-// spin-wait for work: a diagnostic of thread contention with the decoding goroutine.
-type noSpinSession struct {
-	s         *ortgo.DynamicAdvancedSession
-	crop, dim int64
-}
-
-func openNoSpin(m *manifest.Manifest, opts ort.Options) (*noSpinSession, error) {
-	so, _, err := ort.NewSessionOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	defer so.Destroy()
-	for _, k := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
-		if err := so.AddSessionConfigEntry(k, "0"); err != nil {
-			return nil, fmt.Errorf("session config %s=0: %w", k, err)
-		}
-	}
-	s, err := ortgo.NewDynamicAdvancedSession(m.Model, m.Inputs, []string{m.Output}, so)
-	if err != nil {
-		return nil, fmt.Errorf("creating the no-spin session for %s: %w", m.Model, err)
-	}
-	return &noSpinSession{s: s, crop: int64(m.Preprocess.CropSize), dim: int64(m.Dim)}, nil
-}
-
-func (ns *noSpinSession) forward(dst, batch []float32, n int) error {
-	in, err := ortgo.NewTensor(ortgo.NewShape(int64(n), 3, ns.crop, ns.crop), batch)
-	if err != nil {
-		return err
-	}
-	defer in.Destroy()
-	out, err := ortgo.NewTensor(ortgo.NewShape(int64(n), ns.dim), dst)
-	if err != nil {
-		return err
-	}
-	defer out.Destroy()
-	return ns.s.Run([]ortgo.Value{in}, []ortgo.Value{out})
-}
-
-func (ns *noSpinSession) close() error { return ns.s.Destroy() }

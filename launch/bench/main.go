@@ -17,6 +17,13 @@
 //
 // It prints medians with min/max, the ratio of the medians, and writes every run to a JSON
 // file in --work.
+//
+//	bench rerank --pair_model models/zoo/vits16/pairwise.json --images 160 --work out/bench
+//
+// The rerank benchmark makes neighbour lists for a generated catalog once (the real stir
+// embed and stir neighbors), then alternates stir rerank on prism (child process, start to
+// exit, peak RSS) with a plain loop over the same pairwise session fed the same pairs'
+// pre-decoded tensors in the stage's batches, and checks that both gave the same scores.
 package main
 
 import (
@@ -38,6 +45,8 @@ func main() {
 		os.Exit(runEmbed(context.Background(), os.Args[2:]))
 	case "neighbors":
 		os.Exit(runNeighborsBench(context.Background(), os.Args[2:]))
+	case "rerank":
+		os.Exit(runRerankBench(context.Background(), os.Args[2:]))
 	default:
 		fmt.Fprintf(os.Stderr, "bench: unknown benchmark %q\n\n", os.Args[1])
 		usage()
@@ -53,4 +62,5 @@ func usage() {
 	fmt.Fprintln(os.Stderr, "\nBenchmarks:")
 	fmt.Fprintln(os.Stderr, "  embed    embed pipeline (stir embed on prism) vs a plain ONNX Runtime loop on pre-decoded tensors")
 	fmt.Fprintln(os.Stderr, "  neighbors exact k-NN engine vs FAISS on SOP-scale random vectors; neighbours stage wall time and peak RSS")
+	fmt.Fprintln(os.Stderr, "  rerank   STIR rerank stage (stir rerank on prism) vs a plain ONNX Runtime loop on the same pre-decoded pairs")
 }

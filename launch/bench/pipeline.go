@@ -75,26 +75,32 @@ type childArgs struct {
 	BatchSize, Intra     int
 	Inter                int
 	GraphOpt             string
+	Spin                 bool
 	Catalog, Output, Log string
 }
 
 var batchesLine = regexp.MustCompile(`(?m)^\s*batches\s+(\d+)\s+mean\s+([0-9.]+)\s+ms`)
 
-// runPipeline runs stir embed once and times it from process start to exit.
-func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
-	run := pipelineRun{Catalog: a.Catalog, Log: a.Log}
-	if err := os.RemoveAll(a.Output); err != nil {
-		return run, err
-	}
-	args := []string{"embed",
-		"--catalog", a.Catalog, "--output", a.Output, "--model", a.Model,
-		"--batch_size", strconv.Itoa(a.BatchSize), "--threads", strconv.Itoa(a.Intra),
-		"--inter_op_threads", strconv.Itoa(a.Inter), "--graph_opt", a.GraphOpt,
-		"--progress=false", "--runner", "prism"}
-	if a.Library != "" {
-		args = append(args, "--onnxruntime_lib", a.Library)
-	}
-	cmd := exec.CommandContext(ctx, a.Bin, args...)
+// childRun is one timed run of a stir job as a child process.
+type childRun struct {
+	WallS           float64
+	MaxRSSKiB       int64
+	RusageMaxRSSKiB int64
+	UserS, SysS     float64
+	PrepareS        float64
+	Load1           float64
+	OthersCPUS      float64
+	Stdout          string
+}
+
+// runChild runs bin with args once, timed from process start to exit, with its peak RSS
+// (VmHWM polled every rssPoll), CPU time and the CPU the rest of the machine used
+// meanwhile. ready is the prefix of the stderr line that ends the job's preflight (a
+// line starting with it and containing "running"). The command line, stdout and
+// timestamped stderr go to logPath.
+func runChild(ctx context.Context, bin string, args []string, ready, logPath string) (childRun, error) {
+	var run childRun
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	errPipe, err := cmd.StderrPipe()
@@ -105,7 +111,7 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 	busy0 := machineBusy()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return run, fmt.Errorf("starting %s: %w", a.Bin, err)
+		return run, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	hwm := make(chan int64, 1)
 	stop := make(chan struct{})
@@ -121,7 +127,7 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 		for sc.Scan() {
 			t := time.Since(start).Seconds()
 			line := sc.Text()
-			if run.PrepareS == 0 && strings.HasPrefix(line, "embed: ") && strings.Contains(line, "running") {
+			if run.PrepareS == 0 && strings.HasPrefix(line, ready) && strings.Contains(line, "running") {
 				run.PrepareS = t
 			}
 			fmt.Fprintf(&stderr, "[%7.3fs] %s\n", t, line)
@@ -135,8 +141,9 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 	close(stop)
 	run.MaxRSSKiB = <-hwm
 	run.WallS = wall.Seconds()
-	logText := fmt.Sprintf("$ %s %s\n--- stdout\n%s--- stderr\n%s", a.Bin, strings.Join(args, " "), stdout.String(), stderr.String())
-	if err := os.WriteFile(a.Log, []byte(logText), 0o644); err != nil {
+	run.Stdout = stdout.String()
+	logText := fmt.Sprintf("$ %s %s\n--- stdout\n%s--- stderr\n%s", bin, strings.Join(args, " "), run.Stdout, stderr.String())
+	if err := os.WriteFile(logPath, []byte(logText), 0o644); err != nil {
 		return run, err
 	}
 	if ps := cmd.ProcessState; ps != nil {
@@ -148,7 +155,33 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 	// The bench process itself idles meanwhile; its few milliseconds count as others'.
 	run.OthersCPUS = othersCPU(busy0, busy1, run.UserS+run.SysS)
 	if werr != nil {
-		return run, fmt.Errorf("stir embed failed (%v); log %s:\n%s", werr, a.Log, tail(logText, 40))
+		return run, fmt.Errorf("%s failed (%v); log %s:\n%s", filepath.Base(bin)+" "+args[0], werr, logPath, tail(logText, 40))
+	}
+	return run, nil
+}
+
+// runPipeline runs stir embed once and times it from process start to exit.
+func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
+	run := pipelineRun{Catalog: a.Catalog, Log: a.Log}
+	if err := os.RemoveAll(a.Output); err != nil {
+		return run, err
+	}
+	args := []string{"embed",
+		"--catalog", a.Catalog, "--output", a.Output, "--model", a.Model,
+		"--batch_size", strconv.Itoa(a.BatchSize), "--threads", strconv.Itoa(a.Intra),
+		"--inter_op_threads", strconv.Itoa(a.Inter), "--graph_opt", a.GraphOpt,
+		"--progress=false", "--runner", "prism"}
+	if a.Spin {
+		args = append(args, "--spin")
+	}
+	if a.Library != "" {
+		args = append(args, "--onnxruntime_lib", a.Library)
+	}
+	c, err := runChild(ctx, a.Bin, args, "embed: ", a.Log)
+	run.WallS, run.MaxRSSKiB, run.RusageMaxRSSKiB = c.WallS, c.MaxRSSKiB, c.RusageMaxRSSKiB
+	run.UserS, run.SysS, run.PrepareS, run.Load1, run.OthersCPUS = c.UserS, c.SysS, c.PrepareS, c.Load1, c.OthersCPUS
+	if err != nil {
+		return run, err
 	}
 	m, err := embeddings.ReadManifest(ctx, filepath.Join(a.Output, pipelines.EmbeddingsDir))
 	if err != nil {
@@ -156,12 +189,19 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 	}
 	run.Rows = m.Rows
 	run.Rate = float64(m.Rows) / run.WallS
-	if sm := batchesLine.FindStringSubmatch(stdout.String()); sm != nil {
-		run.Batches, _ = strconv.ParseInt(sm[1], 10, 64)
-		run.BatchMeanMS, _ = strconv.ParseFloat(sm[2], 64)
-		run.InferenceS = float64(run.Batches) * run.BatchMeanMS / 1000
-	}
+	run.Batches, run.BatchMeanMS = batchStats(c.Stdout)
+	run.InferenceS = float64(run.Batches) * run.BatchMeanMS / 1000
 	return run, nil
+}
+
+// batchStats reads the "batches N mean X ms" line a stir job prints from its
+// batch-latency distribution (zeros when absent).
+func batchStats(stdout string) (n int64, meanMS float64) {
+	if sm := batchesLine.FindStringSubmatch(stdout); sm != nil {
+		n, _ = strconv.ParseInt(sm[1], 10, 64)
+		meanMS, _ = strconv.ParseFloat(sm[2], 64)
+	}
+	return n, meanMS
 }
 
 // rssPoll is how often the child's peak RSS is read.

@@ -317,10 +317,6 @@ func loopLabel(v string) string {
 		return "plain loop, pre-decoded tensors"
 	case variantOverlap:
 		return "loop decoding next batch (no Beam)"
-	case variantPlainNoSpin:
-		return "plain loop, no ORT spin-wait"
-	case variantOverlapNoSpin:
-		return "loop decoding next batch, no spin-wait"
 	}
 	return v
 }
@@ -337,7 +333,7 @@ func loadString(l []float64) string {
 }
 
 // writeJSON writes the results file (atomically: temp file, then rename).
-func writeJSON(path string, r *embedResult) error {
+func writeJSON(path string, r any) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding the results: %w", err)

@@ -77,6 +77,11 @@ func runRerank(ctx context.Context, o pipelines.RerankOptions) error {
 			fmt.Printf("  pairs       %7d  scored in %.1f s (%.1f pairs/s)\n", c.Result(), time.Since(start).Seconds(), float64(c.Result())/time.Since(start).Seconds())
 		}
 	}
+	for _, d := range res.Metrics().AllMetrics().Distributions() {
+		if r := d.Result(); d.Key.Namespace == "rerank" && d.Key.Name == "batch_latency_ms" && r.Count > 0 {
+			fmt.Printf("  batches     %7d  mean %.0f ms (min %d, max %d)\n", r.Count, float64(r.Sum)/float64(r.Count), r.Min, r.Max)
+		}
+	}
 	if m.Rows != plan.Config.Total {
 		return fmt.Errorf("row accounting mismatch: %d lists in, %d out", plan.Config.Total, m.Rows)
 	}

@@ -130,14 +130,21 @@ func loadCatalog(ctx context.Context, c Config) (map[string]catalog.Row, error) 
 type rerankFn struct {
 	Config Config
 
-	scorer  *pairwise.Scorer
-	images  *imageload.Loader
-	rows    map[string]catalog.Row
-	pending []neighbors.Record
-	pairs   int
-	cache   *tensorCache
-	q, c    []float32 // pair batch buffers
-	report  *progress.Reporter
+	scorer *pairwise.Scorer
+	score  func(query, candidate []float32, n int) ([]float32, error) // scorer.Score
+	images *imageload.Loader
+	rows   map[string]catalog.Row
+	cache  *tensorCache
+	slot   int       // floats per image
+	jobs   []job     // the queries whose pairs fill the batch buffers
+	q, c   []float32 // pair batch buffers
+	report *progress.Reporter
+}
+
+// job is a query of the batch being filled.
+type job struct {
+	rec   neighbors.Record
+	first int // index of its first pair in the batch
 }
 
 func (fn *rerankFn) Setup(ctx context.Context) error {
@@ -151,35 +158,56 @@ func (fn *rerankFn) Setup(ctx context.Context) error {
 	if fn.scorer, err = pairwise.Open(m, fn.Config.Runtime); err != nil {
 		return err
 	}
+	fn.score = fn.scorer.Score
 	if fn.images, err = imageload.New(fn.Config.Root, fn.Config.Limits, m.Preprocess); err != nil {
 		return err
 	}
 	if fn.rows, err = loadCatalog(ctx, fn.Config); err != nil {
 		return err
 	}
-	n := fn.images.TensorLen()
-	fn.q = make([]float32, 0, fn.Config.BatchPairs*n)
-	fn.c = make([]float32, 0, fn.Config.BatchPairs*n)
+	fn.slot = fn.images.TensorLen()
+	fn.q = make([]float32, 0, fn.Config.BatchPairs*fn.slot)
+	fn.c = make([]float32, 0, fn.Config.BatchPairs*fn.slot)
 	if fn.Config.Progress {
 		fn.report = progress.Shared("rerank", "queries", fn.Config.Total)
 	}
 	return nil
 }
 
+// ProcessElement adds a query's head pairs to the batch. Whole queries are packed
+// greedily: the batch runs when the next query would overflow BatchPairs (one query's
+// pairs never straddle two passes) or when it is full, so every pass but a bundle's last
+// carries as many pairs as fit.
 func (fn *rerankFn) ProcessElement(ctx context.Context, rec neighbors.Record, emit func(neighbors.Record), reject func(rejects.Record)) error {
 	if fn.cache == nil { // a bundle starts
 		fn.cache = newTensorCache(fn.Config.CacheImages)
 	}
-	fn.pending = append(fn.pending, rec)
-	fn.pairs += stir.Head(len(rec.NeighborIDs), fn.Config.TopN)
-	if fn.pairs >= fn.Config.BatchPairs {
-		return fn.flush(ctx, emit, reject)
+	h := stir.Head(len(rec.NeighborIDs), fn.Config.TopN)
+	if len(fn.jobs) > 0 && fn.batched()+h > fn.Config.BatchPairs {
+		if err := fn.run(ctx, emit); err != nil {
+			return err
+		}
+	}
+	first := fn.batched()
+	if rej, ok := fn.addPairs(ctx, rec, h); !ok {
+		fn.q, fn.c = fn.q[:first*fn.slot], fn.c[:first*fn.slot]
+		keep := rec
+		keep.PairScores = nil
+		emit(keep)
+		reject(rej)
+		queriesKept.Inc(ctx, 1)
+		fn.report.Add(1)
+		return nil
+	}
+	fn.jobs = append(fn.jobs, job{rec, first})
+	if fn.batched() >= fn.Config.BatchPairs {
+		return fn.run(ctx, emit)
 	}
 	return nil
 }
 
-func (fn *rerankFn) FinishBundle(ctx context.Context, emit func(neighbors.Record), reject func(rejects.Record)) error {
-	err := fn.flush(ctx, emit, reject)
+func (fn *rerankFn) FinishBundle(ctx context.Context, emit func(neighbors.Record), _ func(rejects.Record)) error {
+	err := fn.run(ctx, emit)
 	fn.cache = nil
 	return err
 }
@@ -191,61 +219,34 @@ func (fn *rerankFn) Teardown() error {
 	return nil
 }
 
-// flush scores the pending queries' heads in batches of at most BatchPairs pairs (one
-// query's pairs never straddle two passes) and emits their reranked lists.
-func (fn *rerankFn) flush(ctx context.Context, emit func(neighbors.Record), reject func(rejects.Record)) error {
-	type job struct {
-		rec   neighbors.Record
-		first int // index of its first pair in the batch
+// batched is the number of pairs in the batch buffers.
+func (fn *rerankFn) batched() int { return len(fn.q) / fn.slot }
+
+// run scores the batch's pairs in one forward pass and emits its queries' reranked lists.
+func (fn *rerankFn) run(ctx context.Context, emit func(neighbors.Record)) error {
+	n := fn.batched()
+	var scores []float32
+	if n > 0 {
+		t := time.Now()
+		var err error
+		if scores, err = fn.score(fn.q, fn.c, n); err != nil {
+			return err
+		}
+		batchLatency.Update(ctx, time.Since(t).Milliseconds())
+		pairsScored.Inc(ctx, int64(n))
 	}
-	var jobs []job
-	run := func() error {
-		n := len(fn.q) / fn.images.TensorLen()
-		var scores []float32
-		if n > 0 {
-			t := time.Now()
-			var err error
-			if scores, err = fn.scorer.Score(fn.q, fn.c, n); err != nil {
-				return err
-			}
-			batchLatency.Update(ctx, time.Since(t).Milliseconds())
-			pairsScored.Inc(ctx, int64(n))
+	for _, j := range fn.jobs {
+		h := stir.Head(len(j.rec.NeighborIDs), fn.Config.TopN)
+		out, err := apply(j.rec, scores[j.first:j.first+h], fn.Config.TopN)
+		if err != nil {
+			return err
 		}
-		for _, j := range jobs {
-			h := stir.Head(len(j.rec.NeighborIDs), fn.Config.TopN)
-			out, err := apply(j.rec, scores[j.first:j.first+h], fn.Config.TopN)
-			if err != nil {
-				return err
-			}
-			emit(out)
-			queriesReranked.Inc(ctx, 1)
-			fn.report.Add(1)
-		}
-		jobs, fn.q, fn.c = jobs[:0], fn.q[:0], fn.c[:0]
-		return nil
+		emit(out)
+		queriesReranked.Inc(ctx, 1)
+		fn.report.Add(1)
 	}
-	for _, rec := range fn.pending {
-		h := stir.Head(len(rec.NeighborIDs), fn.Config.TopN)
-		if len(fn.q)/fn.images.TensorLen()+h > fn.Config.BatchPairs && len(jobs) > 0 {
-			if err := run(); err != nil {
-				return err
-			}
-		}
-		first := len(fn.q) / fn.images.TensorLen()
-		if rej, ok := fn.addPairs(ctx, rec, h); !ok {
-			fn.q, fn.c = fn.q[:first*fn.images.TensorLen()], fn.c[:first*fn.images.TensorLen()]
-			keep := rec
-			keep.PairScores = nil
-			emit(keep)
-			reject(rej)
-			queriesKept.Inc(ctx, 1)
-			fn.report.Add(1)
-			continue
-		}
-		jobs = append(jobs, job{rec, first})
-	}
-	fn.pending, fn.pairs = fn.pending[:0], 0
-	return run()
+	fn.jobs, fn.q, fn.c = fn.jobs[:0], fn.q[:0], fn.c[:0]
+	return nil
 }
 
 // addPairs appends a query's h head pairs to the batch, or reports why it cannot.
