@@ -119,35 +119,8 @@ func runEmbed(ctx context.Context, args []string) int {
 		fmt.Fprintln(w, "\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "bench embed: unexpected arguments %q (every input is a --flag)\n", fs.Args())
-		return 2
-	}
-	if err := c.validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "bench embed: %v\n", err)
-		return 2
-	}
-	if c.JSON == "" {
-		c.JSON = filepath.Join(c.Work, "bench-embed.json")
-	}
-	res, err := benchEmbed(ctx, c, os.Stderr)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench embed: %v\n", err)
-		return 1
-	}
-	printReport(os.Stdout, res)
-	if err := writeJSON(c.JSON, res); err != nil {
-		fmt.Fprintf(os.Stderr, "bench embed: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(os.Stdout, "results: %s\n", c.JSON)
-	return 0
+	return runBench("embed", fs, args, &c.Work, &c.JSON, func() error { return c.validate() },
+		func(log io.Writer) (*embedResult, error) { return benchEmbed(ctx, c, log) }, printReport)
 }
 
 // benchEmbed prepares the inputs and runs every measurement; log gets progress lines.

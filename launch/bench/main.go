@@ -28,8 +28,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 )
 
 func main() {
@@ -63,4 +67,43 @@ func usage() {
 	fmt.Fprintln(os.Stderr, "  embed    embed pipeline (stir embed on prism) vs a plain ONNX Runtime loop on pre-decoded tensors")
 	fmt.Fprintln(os.Stderr, "  neighbors exact k-NN engine vs FAISS on SOP-scale random vectors; neighbours stage wall time and peak RSS")
 	fmt.Fprintln(os.Stderr, "  rerank   STIR rerank stage (stir rerank on prism) vs a plain ONNX Runtime loop on the same pre-decoded pairs")
+}
+
+// runBench is the flow every benchmark shares: parse and check its flags, default the
+// results file to WORK/bench-NAME.json, measure, then print and write what was measured,
+// even when a later step failed. validate and measure run after parsing (closures over the
+// flag variables). It returns the process exit code.
+func runBench[R any](name string, fs *flag.FlagSet, args []string, work, jsonPath *string,
+	validate func() error, measure func(log io.Writer) (*R, error), report func(io.Writer, *R)) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench %s: unexpected arguments %q (every input is a --flag)\n", name, fs.Args())
+		return 2
+	}
+	if err := validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench %s: %v\n", name, err)
+		return 2
+	}
+	if *jsonPath == "" {
+		*jsonPath = filepath.Join(*work, "bench-"+name+".json")
+	}
+	res, err := measure(os.Stderr)
+	if res != nil {
+		report(os.Stdout, res)
+		if werr := writeJSON(*jsonPath, res); werr != nil {
+			err = errors.Join(err, werr)
+		} else {
+			fmt.Fprintf(os.Stdout, "results: %s\n", *jsonPath)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench %s: %v\n", name, err)
+		return 1
+	}
+	return 0
 }

@@ -143,41 +143,14 @@ func runNeighborsBench(ctx context.Context, args []string) int {
 		fmt.Fprintln(w, "\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	validate := func() error {
+		if c.IndexReps < 0 {
+			c.IndexReps = c.Reps
 		}
-		return 2
+		return c.validate()
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "bench neighbors: unexpected arguments %q (every input is a --flag)\n", fs.Args())
-		return 2
-	}
-	if c.IndexReps < 0 {
-		c.IndexReps = c.Reps
-	}
-	if err := c.validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "bench neighbors: %v\n", err)
-		return 2
-	}
-	if c.JSON == "" {
-		c.JSON = filepath.Join(c.Work, "bench-neighbors.json")
-	}
-	res, err := benchNeighbors(ctx, c, os.Stderr)
-	if res != nil {
-		// Print what was measured even when a later step failed.
-		printNeighborsReport(os.Stdout, res)
-		if werr := writeJSONFile(c.JSON, res); werr != nil {
-			err = errors.Join(err, werr)
-		} else {
-			fmt.Fprintf(os.Stdout, "results: %s\n", c.JSON)
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench neighbors: %v\n", err)
-		return 1
-	}
-	return 0
+	return runBench("neighbors", fs, args, &c.Work, &c.JSON, validate,
+		func(log io.Writer) (*neighborsResult, error) { return benchNeighbors(ctx, c, log) }, printNeighborsReport)
 }
 
 // neighborsResult is everything one invocation measured; it is the JSON file.
@@ -440,18 +413,6 @@ func writeAtomic(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// writeJSONFile writes v as indented JSON to path, atomically.
-func writeJSONFile(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding %s: %w", path, err)
-	}
-	if err := writeAtomic(path, append(data, '\n')); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
-
 // prepareVectors returns the benchmark's vectors: WORK/X.f32 when its side file says it was
 // generated with these options, else generated and written. It also makes sure the
 // embeddings output of the same vectors exists.
@@ -479,7 +440,7 @@ func prepareVectors(ctx context.Context, c neighborsConfig, log io.Writer) ([]fl
 		if err := writeAtomic(info.File, raw); err != nil {
 			return nil, nil, fmt.Errorf("writing the vectors: %w", err)
 		}
-		if err := writeJSONFile(metaPath, want); err != nil {
+		if err := writeJSON(metaPath, want); err != nil {
 			return nil, nil, err
 		}
 	}

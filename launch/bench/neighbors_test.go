@@ -366,7 +366,7 @@ func TestBenchNeighborsEndToEnd(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
 	}
-	if err := writeJSONFile(c.JSON, res); err != nil {
+	if err := writeJSON(c.JSON, res); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(c.JSON)

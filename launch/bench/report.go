@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -333,17 +332,13 @@ func loadString(l []float64) string {
 }
 
 // writeJSON writes the results file (atomically: temp file, then rename).
-func writeJSON(path string, r any) error {
-	data, err := json.MarshalIndent(r, "", "  ")
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encoding the results: %w", err)
+		return fmt.Errorf("encoding %s: %w", path, err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing the results: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing the results: %w", err)
+	if err := writeAtomic(path, append(data, '\n')); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

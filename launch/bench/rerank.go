@@ -129,35 +129,8 @@ func runRerankBench(ctx context.Context, args []string) int {
 		fmt.Fprintln(w, "\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "bench rerank: unexpected arguments %q (every input is a --flag)\n", fs.Args())
-		return 2
-	}
-	if err := c.validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "bench rerank: %v\n", err)
-		return 2
-	}
-	if c.JSON == "" {
-		c.JSON = filepath.Join(c.Work, "bench-rerank.json")
-	}
-	res, err := benchRerank(ctx, c, os.Stderr)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench rerank: %v\n", err)
-		return 1
-	}
-	printRerankReport(os.Stdout, res)
-	if err := writeJSON(c.JSON, res); err != nil {
-		fmt.Fprintf(os.Stderr, "bench rerank: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(os.Stdout, "results: %s\n", c.JSON)
-	return 0
+	return runBench("rerank", fs, args, &c.Work, &c.JSON, func() error { return c.validate() },
+		func(log io.Writer) (*rerankResult, error) { return benchRerank(ctx, c, log) }, printRerankReport)
 }
 
 // benchRerank prepares the catalog, the lists and the pairs, and runs every measurement;
