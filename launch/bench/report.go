@@ -256,15 +256,7 @@ func printReport(w io.Writer, r *embedResult) {
 	}
 	fmt.Fprintf(w, "  %d JPEGs of ~%d px (%s), batch %d, intra-op %d, inter-op %d, graph opt %s, %d rep(s)\n",
 		r.Catalog.FullRows, c.Size, r.Catalog.Full, c.BatchSize, c.Threads, c.InterOp, c.GraphOpt, reps)
-	fmt.Fprintf(w, "  machine: %d CPUs, GOMAXPROCS %d; load average at start %s, at end %s\n",
-		r.CPUs, r.GOMAXPROCS, loadString(r.LoadStart), loadString(r.LoadEnd))
-	fmt.Fprintf(w, "  loop pre-decode cost (one goroutine, untimed for the loop): read %.2f + decode %.1f + preprocess %.1f ms/image\n\n",
-		r.Decode.ReadMS, r.Decode.DecodeMS, r.Decode.PreprocessMS)
-
-	fmt.Fprintf(w, "  %-44s %8s %8s %8s %9s %8s %8s\n", "images/s", "median", "min", "max", "wall s", "CPU s", "others")
-	row := func(name string, rate, wall, cpu, others stat) {
-		fmt.Fprintf(w, "  %-44s %8.2f %8.2f %8.2f %9.2f %8.1f %8.1f\n", name, rate.Median, rate.Min, rate.Max, wall.Median, cpu.Median, others.Median)
-	}
+	row := printRunHeader(w, r.CPUs, r.GOMAXPROCS, r.LoadStart, r.LoadEnd, r.Decode, "images/s")
 	if len(r.Pipeline) > 0 {
 		row("pipeline, end to end (stir embed, prism)", s.PipelineRate, s.PipelineWall, s.PipelineCPU, s.PipelineOthers)
 	}
@@ -341,4 +333,17 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// printRunHeader prints the machine and decoding lines of a pipeline-vs-loop report and the
+// head of its table of rates (in unit), and returns the function that prints a row.
+func printRunHeader(w io.Writer, cpus, gomaxprocs int, loadStart, loadEnd []float64, d decodeCost, unit string) func(name string, rate, wall, cpu, others stat) {
+	fmt.Fprintf(w, "  machine: %d CPUs, GOMAXPROCS %d; load average at start %s, at end %s\n",
+		cpus, gomaxprocs, loadString(loadStart), loadString(loadEnd))
+	fmt.Fprintf(w, "  loop pre-decode cost (one goroutine, untimed for the loop): read %.2f + decode %.1f + preprocess %.1f ms/image\n\n",
+		d.ReadMS, d.DecodeMS, d.PreprocessMS)
+	fmt.Fprintf(w, "  %-44s %8s %8s %8s %9s %8s %8s\n", unit, "median", "min", "max", "wall s", "CPU s", "others")
+	return func(name string, rate, wall, cpu, others stat) {
+		fmt.Fprintf(w, "  %-44s %8.2f %8.2f %8.2f %9.2f %8.1f %8.1f\n", name, rate.Median, rate.Min, rate.Max, wall.Median, cpu.Median, others.Median)
+	}
 }

@@ -126,15 +126,7 @@ func printRerankReport(w io.Writer, r *rerankResult) {
 		r.Lists.Queries, c.TopN, r.Lists.Pairs, r.Lists.Images, c.Size, r.Lists.Dir, c.K)
 	fmt.Fprintf(w, "  %d pairs per forward pass (%d passes), intra-op %d, inter-op %d, graph opt %s, spin %v, %d rep(s)\n",
 		c.BatchPairs, r.Lists.Batches, c.Threads, c.InterOp, c.GraphOpt, c.Spin, len(r.Loops))
-	fmt.Fprintf(w, "  machine: %d CPUs, GOMAXPROCS %d; load average at start %s, at end %s\n",
-		r.CPUs, r.GOMAXPROCS, loadString(r.LoadStart), loadString(r.LoadEnd))
-	fmt.Fprintf(w, "  loop pre-decode cost (one goroutine, untimed for the loop): read %.2f + decode %.1f + preprocess %.1f ms/image\n\n",
-		r.Decode.ReadMS, r.Decode.DecodeMS, r.Decode.PreprocessMS)
-
-	fmt.Fprintf(w, "  %-44s %8s %8s %8s %9s %8s %8s\n", "pairs/s", "median", "min", "max", "wall s", "CPU s", "others")
-	row := func(name string, rate, wall, cpu, others stat) {
-		fmt.Fprintf(w, "  %-44s %8.2f %8.2f %8.2f %9.2f %8.1f %8.1f\n", name, rate.Median, rate.Min, rate.Max, wall.Median, cpu.Median, others.Median)
-	}
+	row := printRunHeader(w, r.CPUs, r.GOMAXPROCS, r.LoadStart, r.LoadEnd, r.Decode, "pairs/s")
 	if len(r.Pipeline) > 0 {
 		row("pipeline, end to end (stir rerank, prism)", s.PipelineRate, s.PipelineWall, s.PipelineCPU, s.PipelineOthers)
 	}
