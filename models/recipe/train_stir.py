@@ -65,6 +65,7 @@ class Row:
     category: str
     sequence: str
     bbox: Optional[golden.Box]
+    source: int = 0  # 0: the evaluated catalog; n: the n-th --train-catalog
 
 
 BASE = 256  # side of the square copy of every crop that the training augmentations sample
@@ -77,30 +78,51 @@ class Catalog:
     height) for the training augmentations, which sample it in normalised coordinates so the
     crop's true aspect ratio is kept."""
 
-    def __init__(self, csv_path: str, root: str, splits: Sequence[str] = ("train", "validation")):
+    def __init__(
+        self,
+        csv_path: str,
+        root: str,
+        splits: Sequence[str] = ("train", "validation"),
+        extra: Sequence[Tuple[str, str]] = (),
+        workers: int = 1,
+    ):
+        # `extra`: (csv, root) of further catalogs whose train rows join the train split, for
+        # training on products generated apart from the evaluated ones. Their labels are
+        # shifted past the labels read so far and their sequence ids prefixed, so no product
+        # or photo session of two catalogs can merge.
         self.rows: List[Row] = []
-        with open(csv_path, newline="") as f:
-            for rec in csv.DictReader(f):
-                if rec["split"] not in splits:
-                    continue
-                coords = [rec.get(k, "") for k in ("x_1", "y_1", "x_2", "y_2")]
-                bbox = tuple(int(float(v)) for v in coords) if all(coords) else None
-                self.rows.append(
-                    Row(int(rec["label"]), rec["path"], rec["split"], rec.get("category", ""), rec.get("sequence", ""), bbox)
-                )
+        roots: List[str] = []
+        for n, (path, base, keep) in enumerate([(csv_path, root, splits)] + [(c, r, ("train",)) for c, r in extra]):
+            offset = 0 if n == 0 else max((r.label for r in self.rows), default=-1) + 1
+            with open(path, newline="") as f:
+                for rec in csv.DictReader(f):
+                    if rec["split"] not in keep:
+                        continue
+                    coords = [rec.get(k, "") for k in ("x_1", "y_1", "x_2", "y_2")]
+                    bbox = tuple(int(float(v)) for v in coords) if all(coords) else None
+                    seq = rec.get("sequence", "")
+                    if n and seq:
+                        seq = f"x{n}:{seq}"
+                    self.rows.append(Row(int(rec["label"]) + offset, rec["path"], rec["split"], rec.get("category", ""), seq, bbox, n))
+                    roots.append(base)
         n = len(self.rows)
         self.eval_u8 = torch.empty((n, 3, golden.SIZE, golden.SIZE), dtype=torch.uint8)
         self.base_u8 = torch.empty((n, 3, BASE, BASE), dtype=torch.uint8)
         self.sizes = np.zeros((n, 2), dtype=np.int64)
-        for i, r in enumerate(self.rows):
-            with open(os.path.join(root, r.path), "rb") as fh:
-                data = fh.read()
-            with Image.open(io.BytesIO(data)) as im:
-                img = im.convert("RGB")
-            crop = img.crop(r.bbox) if r.bbox else img
-            self.sizes[i] = crop.size
-            self.base_u8[i] = to_chw(crop.resize((BASE, BASE), Image.BICUBIC))
-            self.eval_u8[i] = to_chw(golden.preprocess(data, r.bbox))
+        jobs = [(os.path.join(b, r.path), r.bbox) for b, r in zip(roots, self.rows)]
+        if workers > 1 and n > 1:
+            # PIL decoding is single-threaded: spread it over processes (fork: the parent has
+            # touched no accelerator yet, the children only run PIL).
+            import multiprocessing
+
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                decoded = pool.imap(decode_row, jobs, chunksize=16)
+                for i, (size, base_img, eval_img) in enumerate(decoded):
+                    self.sizes[i], self.base_u8[i], self.eval_u8[i] = size, torch.from_numpy(base_img), torch.from_numpy(eval_img)
+        else:
+            for i, job in enumerate(jobs):
+                size, base_img, eval_img = decode_row(job)
+                self.sizes[i], self.base_u8[i], self.eval_u8[i] = size, torch.from_numpy(base_img), torch.from_numpy(eval_img)
         self.labels = np.array([r.label for r in self.rows])
 
     def save(self, path: str) -> None:
@@ -131,9 +153,17 @@ class Catalog:
         return [i for i, r in enumerate(self.rows) if r.split == name]
 
 
-def to_chw(img: Image.Image) -> torch.Tensor:
-    """PIL RGB → uint8 [3,H,W]."""
-    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+def decode_row(job: Tuple[str, Optional[golden.Box]]) -> Tuple[Tuple[int, int], np.ndarray, np.ndarray]:
+    """One row's (crop width and height, base_u8 copy, eval_u8 crop), uint8 CHW arrays."""
+    path, bbox = job
+    with open(path, "rb") as fh:
+        data = fh.read()
+    with Image.open(io.BytesIO(data)) as im:
+        img = im.convert("RGB")
+    crop = img.crop(bbox) if bbox else img
+    base_img = np.ascontiguousarray(np.asarray(crop.resize((BASE, BASE), Image.BICUBIC)).transpose(2, 0, 1))
+    eval_img = np.ascontiguousarray(np.asarray(golden.preprocess(data, bbox)).transpose(2, 0, 1))
+    return crop.size, base_img, eval_img
 
 
 def normalise_u8(x: torch.Tensor) -> torch.Tensor:
@@ -252,10 +282,11 @@ def hard_pairs(emb: torch.Tensor, labels: torch.Tensor) -> List[Tuple[int, int, 
     """OML's PairsMiner(hard_mining=True): the hardest positive and negative pair of every
     anchor, as unordered pairs without duplicates; (i, j, is_negative)."""
     pos, neg = hardest(torch.cdist(emb, emb), labels)
+    pos, neg = pos.tolist(), neg.tolist()  # one device sync, not one per anchor
     pairs = set()
     for a in range(len(labels)):
-        pairs.add((*sorted((a, int(pos[a]))), 0))
-        pairs.add((*sorted((a, int(neg[a]))), 1))
+        pairs.add((*sorted((a, pos[a])), 0))
+        pairs.add((*sorted((a, neg[a])), 1))
     return sorted(pairs)
 
 
@@ -286,17 +317,34 @@ def train_embedder(cat: Catalog, args) -> Tuple[vit.ViT, List[Dict[str, float]]]
     steps_per_epoch = len(classes) // args.n_labels
     epochs = args.pretrain_epochs + args.epochs
     total = steps_per_epoch * epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, args.warmup))
-    log = []
     t0 = time.time()
+    budget = args.time_budget
+    if budget:
+        # Schedule by wall time instead of steps: the cosine decays over `budget` seconds and
+        # the classification epochs take the first pretrain / (pretrain + epochs) of them.
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / args.warmup) * cosine((time.time() - t0) / budget)
+        )
+        epochs = 10**9
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, args.warmup))
+    log = []
     for epoch in range(epochs):
         if args.max_seconds and time.time() - t0 > args.max_seconds:
             print(f"stopping after {epoch} epochs: --max-seconds {args.max_seconds} reached", flush=True)
             break
-        pretrain = epoch < args.pretrain_epochs
+        if budget and time.time() - t0 >= budget:
+            print(f"stopping after {epoch} epochs: --time-budget {budget} reached", flush=True)
+            break
+        if budget:
+            pretrain = time.time() - t0 < budget * args.pretrain_epochs / max(1, args.pretrain_epochs + args.epochs)
+        else:
+            pretrain = epoch < args.pretrain_epochs
         model.train()
         losses = []
         for batch in balanced_batches(cat.labels, train, args.n_labels, args.n_instances, rng):
+            if budget and time.time() - t0 >= budget:
+                break
             x = augment(cat, batch, args.min_scale, True, nrng)
             y = torch.as_tensor(cat.labels[batch], device=dev)
             emb = model(x)
@@ -304,7 +352,7 @@ def train_embedder(cat: Catalog, args) -> Tuple[vit.ViT, List[Dict[str, float]]]
                 # Normalised-softmax classification of the train products: a stand-in for the
                 # DINO initialisation, which hardest-triplet training from scratch lacks (it
                 # collapses every embedding onto one point, loss = margin).
-                target = torch.tensor([classes[int(v)] for v in y], device=dev)
+                target = torch.tensor([classes[int(v)] for v in cat.labels[batch]], device=dev)
                 loss = F.cross_entropy(args.pretrain_scale * emb @ F.normalize(proxies, dim=1).T, target)
             else:
                 loss = triplet_hard_loss(emb, y, args.margin)
@@ -312,11 +360,11 @@ def train_embedder(cat: Catalog, args) -> Tuple[vit.ViT, List[Dict[str, float]]]
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss.detach()))
+            losses.append(loss.detach())  # no host sync per step
         entry = {
             "epoch": epoch + 1,
             "phase": "classification" if pretrain else "triplet",
-            "loss": float(np.mean(losses)),
+            "loss": float(torch.stack(losses).mean()) if losses else float("nan"),
             "wall_s": round(time.time() - t0, 1),
         }
         if args.eval_every and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == epochs):
@@ -326,22 +374,61 @@ def train_embedder(cat: Catalog, args) -> Tuple[vit.ViT, List[Dict[str, float]]]
     return model.eval().cpu(), log
 
 
+def cosine(progress: float) -> float:
+    """Cosine decay from 1 to 0 over progress 0 … 1."""
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
-def neighbour_pairs(cat: Catalog, emb: torch.Tensor, rows: List[int], k: int) -> List[Tuple[int, int, int]]:
+def neighbour_pairs(cat: Catalog, emb: torch.Tensor, rows: List[int], k: int, block: int = 1024) -> List[Tuple[int, int, int]]:
     """(query, candidate, is_negative) for the embedder's top-k of every row among `rows`
-    (self and same-sequence rows excluded): the pairs the reranker meets at inference."""
+    (self and same-sequence rows excluded): the pairs the reranker meets at inference.
+    `emb` holds the rows' embeddings in `rows` order, on any device; queries go in blocks so
+    the distance matrix of a large training set is never whole."""
     labels = cat.labels[rows]
-    ex = retrieval.excluded(rows, rows, [cat.rows[i].sequence for i in range(len(cat.rows))])
-    ret = retrieval.retrieve(emb, emb, labels, labels, ex, k)
+    codes: Dict[str, int] = {}
+    seq = [codes.setdefault(cat.rows[i].sequence, len(codes)) if cat.rows[i].sequence else -1 - n for n, i in enumerate(rows)]
+    seq_t = torch.tensor(seq, device=emb.device)
+    ids_all = torch.arange(len(rows), device=emb.device)
+    emb = emb.double()
     out = []
-    for qi, ids in enumerate(ret.ids):
-        for gi in ids:
-            out.append((rows[qi], rows[int(gi)], int(labels[qi] != labels[gi])))
+    for s in range(0, len(rows), block):
+        q = ids_all[s : s + block]
+        dist = torch.cdist(emb[q], emb)
+        dist[(q[:, None] == ids_all[None, :]) | (seq_t[q][:, None] == seq_t[None, :])] = float("inf")
+        vals, idx = torch.topk(dist, min(k, len(rows)), dim=1, largest=False, sorted=True)
+        for qi, (v, ids) in enumerate(zip(vals.cpu(), idx.cpu())):
+            for gi in ids[torch.isfinite(v)].tolist():
+                out.append((rows[s + qi], rows[gi], int(labels[s + qi] != labels[gi])))
+    return out
+
+
+def knn_galleries(cat: Catalog, rows: List[int], group: int, sources: str, seed: int) -> List[List[int]]:
+    """The row sets searched for neighbour pairs. group 0 and sources "all": every train
+    row in one gallery (the default). Otherwise each catalog apart (sources "extra": only
+    the --train-catalog ones), its products shuffled by `seed` and cut into galleries of
+    `group` products (0: the whole catalog), so the top-k come from a gallery the size of
+    the evaluated one, as the reranker meets them."""
+    if not group and sources == "all":
+        return [list(rows)]
+    out = []
+    for src in sorted({cat.rows[i].source for i in rows}):
+        if sources == "extra" and src == 0:
+            continue
+        mine = [i for i in rows if cat.rows[i].source == src]
+        labels = sorted({int(cat.labels[i]) for i in mine})
+        random.Random(seed + src).shuffle(labels)
+        size = group or len(labels)
+        bucket = {lab: n // size for n, lab in enumerate(labels)}
+        parts: Dict[int, List[int]] = {}
+        for i in mine:
+            parts.setdefault(bucket[int(cat.labels[i])], []).append(i)
+        out += [parts[k] for k in sorted(parts)]
     return out
 
 
@@ -364,14 +451,29 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
     train = cat.split("train")
     emb = torch.zeros(len(cat.rows), cfg.dim, device=dev)
     emb[train] = embed(embedder, cat, train)
-    knn = neighbour_pairs(cat, emb[train].cpu(), train, args.knn) if args.knn else []
+
+    def mine_knn(seed: int) -> List[Tuple[int, int, int]]:
+        out = []
+        for gallery in knn_galleries(cat, train, args.knn_group, args.knn_from, seed):
+            out += neighbour_pairs(cat, emb[gallery], gallery, args.knn)
+        print(f"neighbour pairs: {len(out)}, {sum(n for _, _, n in out) / max(1, len(out)):.3f} negative", flush=True)
+        return out
+
+    knn = mine_knn(args.seed) if args.knn else []
     rng = random.Random(args.seed)
     nrng = np.random.default_rng(args.seed)
     log = []
     t0 = time.time()
-    for epoch in range(args.epochs):
+    # --time-budget: epochs until that many seconds, the full-model phase's learning rate
+    # decaying by cosine over what is left of them after the head-only epochs.
+    budget = args.time_budget
+    t_all = t0
+    for epoch in range(10**9 if budget else args.epochs):
         if args.max_seconds and time.time() - t0 > args.max_seconds:
             print(f"stopping after {epoch} epochs: --max-seconds {args.max_seconds} reached", flush=True)
+            break
+        if budget and time.time() - t0 >= budget:
+            print(f"stopping after {epoch} epochs: --time-budget {budget} reached", flush=True)
             break
         head_only = epoch < args.head_epochs
         for p in model.extractor.parameters():
@@ -380,9 +482,13 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
             params = model.head.parameters() if head_only else model.parameters()
             lr = args.head_lr if head_only else args.lr
             opt = torch.optim.AdamW(params, lr=lr, weight_decay=args.weight_decay if not head_only else 0.0)
+            t_all = time.time()
+        if args.knn and args.knn_group and epoch:
+            knn = mine_knn(args.seed + epoch)  # other galleries, other look-alikes, every epoch
         model.train()
         pairs = []
-        for batch in balanced_batches(cat.labels, train, args.n_labels, args.n_instances, rng):
+        # --miner none: only the neighbour pairs, without OML's hardest-pair miner.
+        for batch in balanced_batches(cat.labels, train, args.n_labels, args.n_instances, rng) if args.miner == "hard" else ():
             labels = torch.as_tensor(cat.labels[batch], device=dev)
             pairs += [(batch[i], batch[j], n) for i, j, n in hard_pairs(emb[batch], labels)]
         pairs += rng.sample(knn, int(round(args.knn_sample * len(knn))))
@@ -390,7 +496,15 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
         if args.max_pairs:
             pairs = pairs[: args.max_pairs]
         losses, accs = [], []
+        t_epoch = time.time()
         for s in range(0, len(pairs) - args.batch + 1, args.batch):
+            if budget:
+                now = time.time()
+                if now - t0 >= budget:
+                    break
+                if not head_only:
+                    for g in opt.param_groups:
+                        g["lr"] = args.lr * cosine((now - t_all) / max(1e-9, t0 + budget - t_all))
             chunk = pairs[s : s + args.batch]
             # Either image may be on top in training: the pair, not the order, is labelled.
             chunk = [(b, a, n) if rng.random() < args.swap else (a, b, n) for a, b, n in chunk]
@@ -403,19 +517,24 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss.detach()))
-            accs.append(float(((logits > 0).float() == y).float().mean()))
+            losses.append(loss.detach())  # no host sync per step
+            accs.append(((logits > 0).float() == y).float().mean().detach())
         entry = {
             "epoch": epoch + 1,
             "phase": "head" if head_only else "all",
             "pairs": len(pairs),
-            "loss": float(np.mean(losses)),
-            "acc": float(np.mean(accs)),
+            "loss": float(torch.stack(losses).mean()) if losses else float("nan"),
+            "acc": float(torch.stack(accs).mean()) if accs else float("nan"),
+            "negatives": round(sum(n for _, _, n in pairs) / max(1, len(pairs)), 3),
+            "pairs_per_s": round(len(losses) * args.batch / max(1e-9, time.time() - t_epoch), 1),
             "wall_s": round(time.time() - t0, 1),
         }
-        if args.eval_every and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
+        if args.eval_every and ((epoch + 1) % args.eval_every == 0 or (not budget and epoch + 1 == args.epochs)):
             before, after, _ = evaluate_stir(embedder, model, cat)
             entry.update({"cmc@1_before": before["OVERALL"]["cmc@1"], "cmc@1_after": after["OVERALL"]["cmc@1"]})
+            entry.update({"map@5_before": before["OVERALL"]["map@5"], "map@5_after": after["OVERALL"]["map@5"]})
+            if args.keep_checkpoints:
+                torch.save(model.stir_state_dict(), os.path.join(args.out, f"pairwise-e{epoch + 1}.pt"))
         log.append(entry)
         print(json.dumps(entry), flush=True)
     return model.eval().cpu(), log
@@ -482,10 +601,13 @@ def flat(m: Dict[str, float]) -> Dict[str, float]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("embedder", "pairwise", "evaluate"))
+    ap.add_argument("stage", choices=("embedder", "pairwise", "evaluate", "decode"))
     ap.add_argument("--catalog", required=True)
     ap.add_argument("--root", required=True)
     ap.add_argument("--out", required=True, help="run directory (checkpoints, logs, metrics)")
+    ap.add_argument("--train-catalog", action="append", default=[], help="another catalog whose train rows join the training set (repeatable)")
+    ap.add_argument("--train-root", action="append", default=[], help="the dataset root of each --train-catalog, in order")
+    ap.add_argument("--workers", type=int, default=1, help="processes decoding the images")
     ap.add_argument("--config", choices=sorted(vit.CONFIGS), default="tiny")
     ap.add_argument("--embedder", help="embedder checkpoint (default OUT/embedder.pt)")
     ap.add_argument("--pairwise", help="pairwise checkpoint (default OUT/pairwise.pt)")
@@ -510,14 +632,26 @@ def main(argv=None) -> None:
     ap.add_argument("--head-lr", type=float, default=2e-3, help="pairwise: learning rate of the head-only phase")
     ap.add_argument("--batch", type=int, default=48, help="pairwise: pairs per step")
     ap.add_argument("--knn", type=int, default=TOP_N, help="pairwise: add each train row's top-k neighbour pairs (0: none)")
+    ap.add_argument("--knn-group", type=int, default=0, help="pairwise: neighbour pairs from galleries of this many products, each catalog apart, drawn anew every epoch (0: all train rows)")
+    ap.add_argument("--knn-from", choices=("all", "extra"), default="all", help="pairwise: neighbour pairs from every catalog, or only the --train-catalog ones")
+    ap.add_argument("--miner", choices=("hard", "none"), default="hard", help="pairwise: OML's hardest-pair miner on balanced batches, or none (neighbour pairs only)")
+    ap.add_argument("--keep-checkpoints", action="store_true", help="pairwise: save OUT/pairwise-eN.pt at every validation")
     ap.add_argument("--knn-sample", type=float, default=1.0, help="pairwise: share of the neighbour pairs used per epoch")
     ap.add_argument("--init-pairwise", help="pairwise: start from this pairwise checkpoint instead of the embedder")
     ap.add_argument("--amp", action="store_true", help="pairwise: bfloat16 autocast in the training forward pass")
     ap.add_argument("--max-pairs", type=int, default=0, help="pairwise: cap on the pairs of an epoch (0: all)")
     ap.add_argument("--swap", type=float, default=0.5, help="pairwise: probability of putting the candidate on top")
     ap.add_argument("--max-seconds", type=float, default=0, help="stop starting epochs after this much training time (0: no limit)")
+    ap.add_argument(
+        "--time-budget",
+        type=float,
+        default=0,
+        help="train for this many seconds, the schedule following wall time instead of epochs (0: by epochs)",
+    )
     ap.add_argument("--eval-every", type=int, default=0, help="validate every N epochs (0: only at the end of the stage)")
     args = ap.parse_args(argv)
+    if len(args.train_root) != len(args.train_catalog):
+        ap.error("give one --train-root per --train-catalog")
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
 
@@ -525,7 +659,7 @@ def main(argv=None) -> None:
     if args.cache and os.path.exists(args.cache):
         cat = Catalog.load(args.cache)
     else:
-        cat = Catalog(args.catalog, args.root)
+        cat = Catalog(args.catalog, args.root, extra=list(zip(args.train_catalog, args.train_root)), workers=args.workers)
         if args.cache:
             cat.save(args.cache)
     cat.to(torch.device(args.device))
@@ -535,7 +669,9 @@ def main(argv=None) -> None:
     pw_path = args.pairwise or os.path.join(args.out, "pairwise.pt")
     record = {"stage": args.stage, "args": vars(args), "catalog_rows": len(cat.rows), "decode_s": round(load_s, 1)}
 
-    if args.stage == "embedder":
+    if args.stage == "decode":
+        pass  # only the --cache file
+    elif args.stage == "embedder":
         t1 = time.time()
         model, log = train_embedder(cat, args)
         record["train_s"] = round(time.time() - t1, 1)
