@@ -364,7 +364,7 @@ func TestQuiet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := &embedResult{CPUs: cpus, Pipeline: tt.pipe, PipelineHalf: tt.half}
+			r := &embedResult{runInfo: runInfo{CPUs: cpus}, Pipeline: tt.pipe, PipelineHalf: tt.half}
 			for i, o := range tt.loopOther {
 				r.Loops = append(r.Loops, loopRun{Rep: i + 1, Variant: variantPlain, WallS: 10, Rate: 12, OthersCPUS: o},
 					loopRun{Rep: i + 1, Variant: variantOverlap, WallS: 10, Rate: 11, OthersCPUS: 100})

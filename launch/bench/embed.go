@@ -8,8 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
-	"time"
 
 	"github.com/stirpipe/stirpipe/models/embedder"
 	"github.com/stirpipe/stirpipe/models/imageio"
@@ -125,8 +123,7 @@ func runEmbed(ctx context.Context, args []string) int {
 
 // benchEmbed prepares the inputs and runs every measurement; log gets progress lines.
 func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult, error) {
-	res := &embedResult{Config: c, Started: time.Now().UTC(), LoadStart: loadAvg(),
-		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version()}
+	res := &embedResult{Config: c, runInfo: startRun()}
 	if err := os.MkdirAll(c.Work, 0o755); err != nil {
 		return nil, err
 	}
@@ -267,8 +264,7 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 			res.PipelineHalf = append(res.PipelineHalf, h)
 		}
 	}
-	res.LoadEnd = loadAvg()
-	res.Finished = time.Now().UTC()
+	res.finish()
 	var names []string
 	for _, v := range variants {
 		names = append(names, v.name)

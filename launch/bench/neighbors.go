@@ -155,18 +155,11 @@ func runNeighborsBench(ctx context.Context, args []string) int {
 
 // neighborsResult is everything one invocation measured; it is the JSON file.
 type neighborsResult struct {
-	Config     neighborsConfig `json:"config"`
-	Started    time.Time       `json:"started"`
-	Finished   time.Time       `json:"finished"`
-	LoadStart  []float64       `json:"loadavg_start"`
-	LoadEnd    []float64       `json:"loadavg_end"`
-	CPUs       int             `json:"cpus"`
-	GOMAXPROCS int             `json:"gomaxprocs"`
-	GoVersion  string          `json:"go_version"`
-	ORTVersion string          `json:"onnxruntime_version"`
-	Data       dataInfo        `json:"data"`
-	Self       []timedRun      `json:"engine_search_self"`
-	Index      []timedRun      `json:"engine_search_index,omitempty"`
+	Config neighborsConfig `json:"config"`
+	runInfo
+	Data  dataInfo   `json:"data"`
+	Self  []timedRun `json:"engine_search_self"`
+	Index []timedRun `json:"engine_search_index,omitempty"`
 	// IndexEqualsSelf says SearchIndex returned the same lists as SearchSelf.
 	IndexEqualsSelf *bool       `json:"search_index_equals_search_self,omitempty"`
 	FAISS           *faissRun   `json:"faiss,omitempty"`
@@ -214,11 +207,9 @@ const ratioTarget = 0.5
 // benchNeighbors prepares the data and runs every measurement; log gets progress lines.
 // It returns what was measured so far along with an error.
 func benchNeighbors(ctx context.Context, c neighborsConfig, log io.Writer) (*neighborsResult, error) {
-	res := &neighborsResult{Config: c, Started: time.Now().UTC(), LoadStart: loadAvg(),
-		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version()}
+	res := &neighborsResult{Config: c, runInfo: startRun()}
 	finish := func(err error) (*neighborsResult, error) {
-		res.LoadEnd = loadAvg()
-		res.Finished = time.Now().UTC()
+		res.finish()
 		res.summarize()
 		return res, err
 	}

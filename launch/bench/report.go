@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -40,17 +41,32 @@ type decodeCost struct {
 	PreprocessMS float64 `json:"preprocess_ms_per_image"`
 }
 
+// runInfo says when and on what machine a benchmark ran; every results file starts with it.
+type runInfo struct {
+	Started    time.Time `json:"started"`
+	Finished   time.Time `json:"finished"`
+	LoadStart  []float64 `json:"loadavg_start"`
+	LoadEnd    []float64 `json:"loadavg_end"`
+	CPUs       int       `json:"cpus"`
+	GOMAXPROCS int       `json:"gomaxprocs"`
+	GoVersion  string    `json:"go_version"`
+	ORTVersion string    `json:"onnxruntime_version"`
+}
+
+func startRun() runInfo {
+	return runInfo{Started: time.Now().UTC(), LoadStart: loadAvg(),
+		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version()}
+}
+
+func (r *runInfo) finish() {
+	r.LoadEnd = loadAvg()
+	r.Finished = time.Now().UTC()
+}
+
 // embedResult is everything one benchmark invocation measured; it is the JSON file.
 type embedResult struct {
-	Config      embedConfig  `json:"config"`
-	Started     time.Time    `json:"started"`
-	Finished    time.Time    `json:"finished"`
-	LoadStart   []float64    `json:"loadavg_start"`
-	LoadEnd     []float64    `json:"loadavg_end"`
-	CPUs        int          `json:"cpus"`
-	GOMAXPROCS  int          `json:"gomaxprocs"`
-	GoVersion   string       `json:"go_version"`
-	ORTVersion  string       `json:"onnxruntime_version"`
+	Config embedConfig `json:"config"`
+	runInfo
 	ModelName   string       `json:"model_name"`
 	ModelSHA256 string       `json:"model_sha256"`
 	ModelDim    int          `json:"model_dim"`

@@ -10,9 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"time"
 
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/manifest"
@@ -136,8 +134,7 @@ func runRerankBench(ctx context.Context, args []string) int {
 // benchRerank prepares the catalog, the lists and the pairs, and runs every measurement;
 // log gets progress lines.
 func benchRerank(ctx context.Context, c rerankConfig, log io.Writer) (*rerankResult, error) {
-	res := &rerankResult{Config: c, Started: time.Now().UTC(), LoadStart: loadAvg(),
-		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version()}
+	res := &rerankResult{Config: c, runInfo: startRun()}
 	if err := os.MkdirAll(c.Work, 0o755); err != nil {
 		return nil, err
 	}
@@ -255,8 +252,7 @@ func benchRerank(ctx context.Context, c rerankConfig, log io.Writer) (*rerankRes
 			return nil, fmt.Errorf("the pipeline's pair scores differ from the loop's by up to %g (tolerance %g): not the same pairs or inputs", d, scoreTolerance)
 		}
 	}
-	res.LoadEnd = loadAvg()
-	res.Finished = time.Now().UTC()
+	res.finish()
 	res.summarize()
 	return res, nil
 }

@@ -126,7 +126,7 @@ func TestRerankFlags(t *testing.T) {
 // TestRerankQuiet checks that a repetition drops out of the quiet summary when either of
 // its runs was disturbed.
 func TestRerankQuiet(t *testing.T) {
-	r := &rerankResult{CPUs: 2}
+	r := &rerankResult{runInfo: runInfo{CPUs: 2}}
 	for rep, o := range [][2]float64{{0, 0}, {3, 0}, {0, 3}, {0.5, 0.5}} { // others' CPU: pipeline, loop (10 s runs)
 		r.Pipeline = append(r.Pipeline, rerankPipelineRun{Rep: rep + 1, Pairs: 100, WallS: 10, Rate: 10, OthersCPUS: o[0]})
 		r.Loops = append(r.Loops, pairLoopRun{Rep: rep + 1, Pairs: 100, WallS: 8, Rate: 12.5, OthersCPUS: o[1]})

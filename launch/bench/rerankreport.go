@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"time"
 )
 
 // sopPairs is the number of pairs STIR scores to rerank Stanford Online Products' test
@@ -12,15 +11,8 @@ const sopPairs = 302510
 
 // rerankResult is everything one rerank benchmark invocation measured; it is the JSON file.
 type rerankResult struct {
-	Config      rerankConfig `json:"config"`
-	Started     time.Time    `json:"started"`
-	Finished    time.Time    `json:"finished"`
-	LoadStart   []float64    `json:"loadavg_start"`
-	LoadEnd     []float64    `json:"loadavg_end"`
-	CPUs        int          `json:"cpus"`
-	GOMAXPROCS  int          `json:"gomaxprocs"`
-	GoVersion   string       `json:"go_version"`
-	ORTVersion  string       `json:"onnxruntime_version"`
+	Config rerankConfig `json:"config"`
+	runInfo
 	ModelName   string       `json:"pair_model_name"`
 	ModelSHA256 string       `json:"pair_model_sha256"`
 	Catalog     benchCatalog `json:"catalog"`
