@@ -76,8 +76,8 @@ func TestSteadyState(t *testing.T) {
 			r := &embedResult{}
 			for rep := 1; rep <= 3; rep++ {
 				jitter := float64(rep-2) * 0.01 // equal in both runs of a rep: cancels in the difference
-				r.Pipeline = append(r.Pipeline, pipelineRun{Rep: rep, Rows: tt.full, WallS: wall(tt.full) + jitter, Rate: float64(tt.full) / (wall(tt.full) + jitter)})
-				r.PipelineHalf = append(r.PipelineHalf, pipelineRun{Rep: rep, Rows: tt.half, WallS: wall(tt.half) + jitter})
+				r.Pipeline = append(r.Pipeline, pipelineRun{Rep: rep, Rows: tt.full, childRun: childRun{WallS: wall(tt.full) + jitter}, Rate: float64(tt.full) / (wall(tt.full) + jitter)})
+				r.PipelineHalf = append(r.PipelineHalf, pipelineRun{Rep: rep, Rows: tt.half, childRun: childRun{WallS: wall(tt.half) + jitter}})
 				r.Loops = append(r.Loops, loopRun{Rep: rep, Variant: variantPlain, Rate: tt.rate})
 			}
 			r.summarize([]string{variantPlain})
@@ -348,7 +348,7 @@ func TestFlags(t *testing.T) {
 func TestQuiet(t *testing.T) {
 	const cpus = 2
 	run := func(rep int, rows int64, wall, others float64) pipelineRun {
-		return pipelineRun{Rep: rep, Rows: rows, WallS: wall, Rate: float64(rows) / wall, OthersCPUS: others}
+		return pipelineRun{Rep: rep, Rows: rows, Rate: float64(rows) / wall, childRun: childRun{WallS: wall, OthersCPUS: others}}
 	}
 	tests := []struct {
 		name      string

@@ -43,30 +43,8 @@ type pipelineRun struct {
 	Rep     int     `json:"rep"`
 	Catalog string  `json:"catalog"`
 	Rows    int64   `json:"embedded_rows"`
-	WallS   float64 `json:"wall_s"`
 	Rate    float64 `json:"images_per_s"`
-	// MaxRSSKiB is the child's peak resident set in KiB: the largest VmHWM read from
-	// /proc/PID/status while it ran (every rssPoll; VmHWM only grows).
-	MaxRSSKiB int64 `json:"peak_rss_kib"`
-	// RusageMaxRSSKiB is ru_maxrss from wait4. It is NOT the child's own peak: Linux
-	// records the high-water RSS of the memory the child had before exec, which after
-	// Go's vfork-style start is this benchmark's own (hundreds of MiB of tensors).
-	RusageMaxRSSKiB int64 `json:"rusage_maxrss_kib"`
-	// UserS and SysS are the child's CPU seconds.
-	UserS float64 `json:"user_s"`
-	SysS  float64 `json:"sys_s"`
-	// PrepareS is when the child reported its preflight done (catalog loaded, ONNX Runtime
-	// loaded, model opened and checked), from process start.
-	PrepareS float64 `json:"prepare_s"`
-	// Batches and BatchMeanMS come from the pipeline's embed/batch_latency_ms distribution.
-	Batches     int64   `json:"batches"`
-	BatchMeanMS float64 `json:"batch_mean_ms"`
-	// InferenceS is Batches × BatchMeanMS: time inside forward passes.
-	InferenceS float64 `json:"inference_s"`
-	Load1      float64 `json:"load1_before"`
-	// OthersCPUS is the CPU time the rest of the machine used during the run.
-	OthersCPUS float64 `json:"others_cpu_s"`
-	Log        string  `json:"log"`
+	childRun
 }
 
 // childArgs are the stir embed flags of a benchmark run.
@@ -83,14 +61,31 @@ var batchesLine = regexp.MustCompile(`(?m)^\s*batches\s+(\d+)\s+mean\s+([0-9.]+)
 
 // childRun is one timed run of a stir job as a child process.
 type childRun struct {
-	WallS           float64
-	MaxRSSKiB       int64
-	RusageMaxRSSKiB int64
-	UserS, SysS     float64
-	PrepareS        float64
-	Load1           float64
-	OthersCPUS      float64
-	Stdout          string
+	WallS float64 `json:"wall_s"`
+	// MaxRSSKiB is the child's peak resident set in KiB: the largest VmHWM read from
+	// /proc/PID/status while it ran (every rssPoll; VmHWM only grows).
+	MaxRSSKiB int64 `json:"peak_rss_kib"`
+	// RusageMaxRSSKiB is ru_maxrss from wait4. It is NOT the child's own peak: Linux
+	// records the high-water RSS of the memory the child had before exec, which after
+	// Go's vfork-style start is this benchmark's own (hundreds of MiB of tensors).
+	RusageMaxRSSKiB int64 `json:"rusage_maxrss_kib"`
+	// UserS and SysS are the child's CPU seconds.
+	UserS float64 `json:"user_s"`
+	SysS  float64 `json:"sys_s"`
+	// PrepareS is when the child reported its preflight done (catalog loaded, ONNX Runtime
+	// loaded, model checked), from process start.
+	PrepareS float64 `json:"prepare_s"`
+	// Batches and BatchMeanMS come from the job's batch-latency distribution (its
+	// "batches N mean X ms" summary line).
+	Batches     int64   `json:"batches"`
+	BatchMeanMS float64 `json:"batch_mean_ms"`
+	// InferenceS is Batches × BatchMeanMS: time inside forward passes.
+	InferenceS float64 `json:"inference_s"`
+	Load1      float64 `json:"load1_before"`
+	// OthersCPUS is the CPU time the rest of the machine used during the run.
+	OthersCPUS float64 `json:"others_cpu_s"`
+	Log        string  `json:"log"`
+	Stdout     string  `json:"-"`
 }
 
 // runChild runs bin with args once, timed from process start to exit, with its peak RSS
@@ -99,7 +94,7 @@ type childRun struct {
 // line starting with it and containing "running"). The command line, stdout and
 // timestamped stderr go to logPath.
 func runChild(ctx context.Context, bin string, args []string, ready, logPath string) (childRun, error) {
-	var run childRun
+	run := childRun{Log: logPath}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
@@ -142,6 +137,8 @@ func runChild(ctx context.Context, bin string, args []string, ready, logPath str
 	run.MaxRSSKiB = <-hwm
 	run.WallS = wall.Seconds()
 	run.Stdout = stdout.String()
+	run.Batches, run.BatchMeanMS = batchStats(run.Stdout)
+	run.InferenceS = float64(run.Batches) * run.BatchMeanMS / 1000
 	logText := fmt.Sprintf("$ %s %s\n--- stdout\n%s--- stderr\n%s", bin, strings.Join(args, " "), run.Stdout, stderr.String())
 	if err := os.WriteFile(logPath, []byte(logText), 0o644); err != nil {
 		return run, err
@@ -162,7 +159,7 @@ func runChild(ctx context.Context, bin string, args []string, ready, logPath str
 
 // runPipeline runs stir embed once and times it from process start to exit.
 func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
-	run := pipelineRun{Catalog: a.Catalog, Log: a.Log}
+	run := pipelineRun{Catalog: a.Catalog}
 	if err := os.RemoveAll(a.Output); err != nil {
 		return run, err
 	}
@@ -177,9 +174,8 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 	if a.Library != "" {
 		args = append(args, "--onnxruntime_lib", a.Library)
 	}
-	c, err := runChild(ctx, a.Bin, args, "embed: ", a.Log)
-	run.WallS, run.MaxRSSKiB, run.RusageMaxRSSKiB = c.WallS, c.MaxRSSKiB, c.RusageMaxRSSKiB
-	run.UserS, run.SysS, run.PrepareS, run.Load1, run.OthersCPUS = c.UserS, c.SysS, c.PrepareS, c.Load1, c.OthersCPUS
+	var err error
+	run.childRun, err = runChild(ctx, a.Bin, args, "embed: ", a.Log)
 	if err != nil {
 		return run, err
 	}
@@ -189,8 +185,6 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 	}
 	run.Rows = m.Rows
 	run.Rate = float64(m.Rows) / run.WallS
-	run.Batches, run.BatchMeanMS = batchStats(c.Stdout)
-	run.InferenceS = float64(run.Batches) * run.BatchMeanMS / 1000
 	return run, nil
 }
 

@@ -358,29 +358,13 @@ type rerankPipelineRun struct {
 	Rep     int     `json:"rep"`
 	Queries int64   `json:"queries"`
 	Pairs   int64   `json:"pairs"`
-	WallS   float64 `json:"wall_s"`
 	Rate    float64 `json:"pairs_per_s"`
-	// MaxRSSKiB is the child's peak resident set (VmHWM), RusageMaxRSSKiB wait4's
-	// ru_maxrss (see pipelineRun for why the two differ).
-	MaxRSSKiB       int64   `json:"peak_rss_kib"`
-	RusageMaxRSSKiB int64   `json:"rusage_maxrss_kib"`
-	UserS           float64 `json:"user_s"`
-	SysS            float64 `json:"sys_s"`
-	// PrepareS is when the child reported its preflight done, from process start.
-	PrepareS float64 `json:"prepare_s"`
-	// Batches and BatchMeanMS come from the stage's rerank/batch_latency_ms distribution;
-	// InferenceS is their product: time inside forward passes.
-	Batches     int64   `json:"batches"`
-	BatchMeanMS float64 `json:"batch_mean_ms"`
-	InferenceS  float64 `json:"inference_s"`
-	Load1       float64 `json:"load1_before"`
-	OthersCPUS  float64 `json:"others_cpu_s"`
-	Log         string  `json:"log"`
+	childRun
 }
 
 // runRerankChild runs stir rerank once on the lists and times it from process start to exit.
 func runRerankChild(ctx context.Context, c rerankConfig, bin, lists, catalogPath, out, logPath string) (rerankPipelineRun, error) {
-	run := rerankPipelineRun{Log: logPath}
+	run := rerankPipelineRun{childRun: childRun{Log: logPath}}
 	if err := os.RemoveAll(out); err != nil {
 		return run, err
 	}
@@ -395,9 +379,8 @@ func runRerankChild(ctx context.Context, c rerankConfig, bin, lists, catalogPath
 	if c.Library != "" {
 		args = append(args, "--onnxruntime_lib", c.Library)
 	}
-	r, err := runChild(ctx, bin, args, "rerank: ", logPath)
-	run.WallS, run.MaxRSSKiB, run.RusageMaxRSSKiB = r.WallS, r.MaxRSSKiB, r.RusageMaxRSSKiB
-	run.UserS, run.SysS, run.PrepareS, run.Load1, run.OthersCPUS = r.UserS, r.SysS, r.PrepareS, r.Load1, r.OthersCPUS
+	var err error
+	run.childRun, err = runChild(ctx, bin, args, "rerank: ", logPath)
 	if err != nil {
 		return run, err
 	}
@@ -410,7 +393,5 @@ func runRerankChild(ctx context.Context, c rerankConfig, bin, lists, catalogPath
 		run.Pairs += int64(len(rec.PairScores))
 	}
 	run.Rate = float64(run.Pairs) / run.WallS
-	run.Batches, run.BatchMeanMS = batchStats(r.Stdout)
-	run.InferenceS = float64(run.Batches) * run.BatchMeanMS / 1000
 	return run, nil
 }

@@ -128,7 +128,7 @@ func TestRerankFlags(t *testing.T) {
 func TestRerankQuiet(t *testing.T) {
 	r := &rerankResult{runInfo: runInfo{CPUs: 2}}
 	for rep, o := range [][2]float64{{0, 0}, {3, 0}, {0, 3}, {0.5, 0.5}} { // others' CPU: pipeline, loop (10 s runs)
-		r.Pipeline = append(r.Pipeline, rerankPipelineRun{Rep: rep + 1, Pairs: 100, WallS: 10, Rate: 10, OthersCPUS: o[0]})
+		r.Pipeline = append(r.Pipeline, rerankPipelineRun{Rep: rep + 1, Pairs: 100, Rate: 10, childRun: childRun{WallS: 10, OthersCPUS: o[0]}})
 		r.Loops = append(r.Loops, pairLoopRun{Rep: rep + 1, Pairs: 100, WallS: 8, Rate: 12.5, OthersCPUS: o[1]})
 	}
 	r.summarize()
