@@ -270,12 +270,6 @@ func (e *Engine) SearchIndex(q Query, ix *Index) ([][]Neighbor, error) {
 		e.workers = append(e.workers, &worker{})
 	}
 	backing := make([]Neighbor, 0, nq*min(e.opts.K, ix.n))
-	var (
-		next     atomic.Int64
-		wg       sync.WaitGroup
-		errMu    sync.Mutex
-		firstErr error
-	)
 	for w := range threads {
 		wk := e.workers[w]
 		if len(wk.scores) < tile*chunk {
@@ -284,37 +278,23 @@ func (e *Engine) SearchIndex(q Query, ix *Index) ([][]Neighbor, error) {
 		if len(wk.sel) < tile {
 			wk.sel = make([]selector, tile)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				t := int(next.Add(1) - 1)
-				if t >= ntiles {
-					return
-				}
-				q0, q1 := t*tile, min((t+1)*tile, nq)
-				if err := e.searchTile(wk, q, qs, ix, q0, q1, chunk); err != nil {
-					errMu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					errMu.Unlock()
-					next.Store(int64(ntiles))
-					return
-				}
-				qrow := func(i int) []float32 { return q.Vectors[(q0+i)*q.Dim : (q0+i+1)*q.Dim] }
-				exactBatch(wk.sel[:q1-q0], qrow, ix, &wk.batch)
-				// Each query owns a fixed window of backing, so workers never collide.
-				per := min(e.opts.K, ix.n)
-				for i := q0; i < q1; i++ {
-					out[i] = wk.sel[i-q0].settle(qrow(i-q0), ix, e.opts.Normalized, e.opts.K, backing[i*per:i*per:(i+1)*per])
-				}
-			}
-		}()
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	err = eachTile(e.workers[:threads], ntiles, func(wk *worker, t int) error {
+		q0, q1 := t*tile, min((t+1)*tile, nq)
+		if err := e.searchTile(wk, q, qs, ix, q0, q1, chunk); err != nil {
+			return err
+		}
+		qrow := func(i int) []float32 { return q.Vectors[(q0+i)*q.Dim : (q0+i+1)*q.Dim] }
+		exactBatch(wk.sel[:q1-q0], qrow, ix, &wk.batch)
+		// Each query owns a fixed window of backing, so workers never collide.
+		per := min(e.opts.K, ix.n)
+		for i := q0; i < q1; i++ {
+			out[i] = wk.sel[i-q0].settle(qrow(i-q0), ix, e.opts.Normalized, e.opts.K, backing[i*per:i*per:(i+1)*per])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -441,4 +421,39 @@ func (e *Engine) gemm(qt *ortgo.Tensor[float32], gallery []float32, width, d int
 		return fmt.Errorf("knn: ONNX Runtime scores graph (%d queries × %d gallery rows, dimension %d): %w", rows, width, d, err)
 	}
 	return nil
+}
+
+// eachTile runs fn on tiles 0 … ntiles-1, one goroutine per worker taking the next tile
+// until none is left. The first error stops the others from starting new tiles and is
+// returned.
+func eachTile[W any](workers []W, ntiles int, fn func(wk W, t int) error) error {
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+	)
+	for _, wk := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				t := int(next.Add(1) - 1)
+				if t >= ntiles {
+					return
+				}
+				if err := fn(wk, t); err != nil {
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+					next.Store(int64(ntiles))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
 }

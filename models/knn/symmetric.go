@@ -114,36 +114,11 @@ func (e *Engine) searchSymmetric(a, b *Index) (aInB, bInA [][]Neighbor, err erro
 			}
 		}
 	}
-	var (
-		next     atomic.Int64
-		wg       sync.WaitGroup
-		errMu    sync.Mutex
-		firstErr error
-	)
-	for _, wk := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				t := int(next.Add(1) - 1)
-				if t >= ntiles {
-					return
-				}
-				if err := e.symTile(wk, sa, sb, self, t*tile, min((t+1)*tile, a.n), chunk); err != nil {
-					errMu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					errMu.Unlock()
-					next.Store(int64(ntiles))
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, nil, firstErr
+	err = eachTile(workers, ntiles, func(wk *symWorker, t int) error {
+		return e.symTile(wk, sa, sb, self, t*tile, min((t+1)*tile, a.n), chunk)
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	// Merge the partial candidates into worker 0's and settle every row, threads in parallel.
 	k := min(e.opts.K, b.n)
