@@ -208,12 +208,12 @@ func TestLoops(t *testing.T) {
 	}
 	const bs = 3 // 20 images: six full batches and a partial one
 	tests := []struct {
-		name    string
-		fw      forward
-		overlap bool
+		name   string
+		fw     forward
+		decode bool
 	}{
 		{variantPlain, e.EmbedInto, false},
-		{variantOverlap, e.EmbedInto, true},
+		{variantDecode, e.EmbedInto, true},
 	}
 	var want []float32
 	for _, tt := range tests {
@@ -226,7 +226,7 @@ func TestLoops(t *testing.T) {
 				sizes = append(sizes, n)
 				return err
 			}
-			r, err := runLoop(tt.name, record, dec, m.Dim, bs, tt.overlap)
+			r, err := runLoop(tt.name, record, dec, m.Dim, bs, tt.decode)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -266,7 +266,7 @@ func TestBenchEmbedEndToEnd(t *testing.T) {
 	work := t.TempDir()
 	var log bytes.Buffer
 	c := embedConfig{Model: tinyModel, Images: 16, Size: 64, Seed: 1, Work: work, Reps: 2, BatchSize: 4,
-		Threads: 1, InterOp: 1, GraphOpt: "all", Steady: true, Overlap: true, Warmup: false, Pipeline: true,
+		Threads: 1, InterOp: 1, GraphOpt: "all", Steady: true, DecodeLoop: true, Warmup: false, Pipeline: true,
 		MaxMP: 40, MaxFileMB: 64, JSON: filepath.Join(work, "r.json")}
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
@@ -367,7 +367,7 @@ func TestQuiet(t *testing.T) {
 			r := &embedResult{runInfo: runInfo{CPUs: cpus}, Pipeline: tt.pipe, PipelineHalf: tt.half}
 			for i, o := range tt.loopOther {
 				r.Loops = append(r.Loops, loopRun{Rep: i + 1, Variant: variantPlain, WallS: 10, Rate: 12, OthersCPUS: o},
-					loopRun{Rep: i + 1, Variant: variantOverlap, WallS: 10, Rate: 11, OthersCPUS: 100})
+					loopRun{Rep: i + 1, Variant: variantDecode, WallS: 10, Rate: 11, OthersCPUS: 100})
 			}
 			q := r.quiet()
 			if !slices.Equal(q.Reps, tt.wantReps) {

@@ -17,28 +17,28 @@ import (
 
 // embedConfig holds the embed benchmark's flags.
 type embedConfig struct {
-	Model     string  `json:"model"`
-	Images    int     `json:"images"`
-	Size      int     `json:"size"`
-	Seed      int64   `json:"seed"`
-	Work      string  `json:"work"`
-	Reps      int     `json:"reps"`
-	QuietReps int     `json:"quiet_reps"`
-	MaxReps   int     `json:"max_reps"`
-	BatchSize int     `json:"batch_size"`
-	Threads   int     `json:"intra_op_threads"`
-	InterOp   int     `json:"inter_op_threads"`
-	GraphOpt  string  `json:"graph_opt"`
-	Library   string  `json:"onnxruntime_lib,omitempty"`
-	Steady    bool    `json:"steady"`
-	Overlap   bool    `json:"overlap"`
-	Spin      bool    `json:"spin"`
-	Warmup    bool    `json:"warmup"`
-	Pipeline  bool    `json:"pipeline"`
-	Stir      string  `json:"stir,omitempty"`
-	JSON      string  `json:"json"`
-	MaxMP     float64 `json:"max_megapixels"`
-	MaxFileMB int64   `json:"max_file_mb"`
+	Model      string  `json:"model"`
+	Images     int     `json:"images"`
+	Size       int     `json:"size"`
+	Seed       int64   `json:"seed"`
+	Work       string  `json:"work"`
+	Reps       int     `json:"reps"`
+	QuietReps  int     `json:"quiet_reps"`
+	MaxReps    int     `json:"max_reps"`
+	BatchSize  int     `json:"batch_size"`
+	Threads    int     `json:"intra_op_threads"`
+	InterOp    int     `json:"inter_op_threads"`
+	GraphOpt   string  `json:"graph_opt"`
+	Library    string  `json:"onnxruntime_lib,omitempty"`
+	Steady     bool    `json:"steady"`
+	DecodeLoop bool    `json:"decode_loop"`
+	Spin       bool    `json:"spin"`
+	Warmup     bool    `json:"warmup"`
+	Pipeline   bool    `json:"pipeline"`
+	Stir       string  `json:"stir,omitempty"`
+	JSON       string  `json:"json"`
+	MaxMP      float64 `json:"max_megapixels"`
+	MaxFileMB  int64   `json:"max_file_mb"`
 }
 
 func (c embedConfig) validate() error {
@@ -101,7 +101,7 @@ func runEmbed(ctx context.Context, args []string) int {
 	fs.StringVar(&c.GraphOpt, "graph_opt", "all", "ONNX Runtime graph optimisation level: all, extended, basic or disabled")
 	fs.StringVar(&c.Library, "onnxruntime_lib", "", "ONNX Runtime shared library; empty: $STIR_ONNXRUNTIME_LIB, then .local/onnxruntime/")
 	fs.BoolVar(&c.Steady, "steady", true, "also run the pipeline on the first half of the catalog: steady-state rate = extra images / extra wall")
-	fs.BoolVar(&c.Overlap, "overlap", true, "also time a loop that decodes the next batch while one runs (the pipeline's overlap, without Beam)")
+	fs.BoolVar(&c.DecodeLoop, "decode_loop", true, "also time a loop that decodes each batch from the files on every core, then runs it (the pipeline's schedule, without Beam)")
 	fs.BoolVar(&c.Spin, "spin", false, "let ONNX Runtime's threads spin-wait between operators (stir's --spin), in the pipeline and the loop")
 	fs.BoolVar(&c.Warmup, "warmup", true, "run the pipeline once on the half catalog, untimed, before measuring (warms the page cache)")
 	fs.BoolVar(&c.Pipeline, "pipeline", true, "run the pipeline; false: only the loops (diagnostics)")
@@ -178,13 +178,13 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 		DecodeMS: 1000 * dec.DecodeS / float64(dec.N), PreprocessMS: 1000 * dec.PrepS / float64(dec.N)}
 
 	type variant struct {
-		name    string
-		fw      forward
-		overlap bool
+		name   string
+		fw     forward
+		decode bool
 	}
 	variants := []variant{{variantPlain, e.EmbedInto, false}}
-	if c.Overlap {
-		variants = append(variants, variant{variantOverlap, e.EmbedInto, true})
+	if c.DecodeLoop {
+		variants = append(variants, variant{variantDecode, e.EmbedInto, true})
 	}
 	// One untimed forward pass per other session: the first run allocates.
 	for _, v := range variants[1:] {
@@ -247,7 +247,7 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 				}
 				res.PipelineHalf = append(res.PipelineHalf, h)
 			}
-			r, err := runLoop(v.name, v.fw, dec, m.Dim, c.BatchSize, v.overlap)
+			r, err := runLoop(v.name, v.fw, dec, m.Dim, c.BatchSize, v.decode)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", v.name, err)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stirpipe/stirpipe/models/imageio"
+	"github.com/stirpipe/stirpipe/models/imageload"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/preprocess"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
@@ -24,10 +26,9 @@ type decoded struct {
 	ReadS   float64 // reading the files
 	DecodeS float64 // JPEG decoding
 	PrepS   float64 // crop, resize, normalise
-	paths   []string
-	boxes   []*image.Rectangle
-	pp      *preprocess.Preprocessor
-	limits  imageio.Limits
+	rows    []catalog.Row
+	loader  *imageload.Loader
+	errs    []error
 }
 
 // decodeAll decodes and preprocesses every row of the catalog up front, one goroutine,
@@ -42,7 +43,11 @@ func decodeAll(ctx context.Context, catalogPath string, m *manifest.Manifest, li
 	if err != nil {
 		return nil, err
 	}
-	d := &decoded{N: len(cat.Rows), Slot: pp.TensorLen(), pp: pp, limits: lim}
+	loader, err := imageload.New(root, lim, m.Preprocess)
+	if err != nil {
+		return nil, err
+	}
+	d := &decoded{N: len(cat.Rows), Slot: pp.TensorLen(), rows: cat.Rows, loader: loader, errs: make([]error, len(cat.Rows))}
 	d.Tensors = make([]float32, d.N*d.Slot)
 	for i, row := range cat.Rows {
 		p, err := catalog.Resolve(root, row.Path)
@@ -53,8 +58,6 @@ func decodeAll(ctx context.Context, catalogPath string, m *manifest.Manifest, li
 		if r, ok := row.Box(); ok {
 			box = &r
 		}
-		d.paths = append(d.paths, p)
-		d.boxes = append(d.boxes, box)
 		t0 := time.Now()
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -77,19 +80,6 @@ func decodeAll(ctx context.Context, catalogPath string, m *manifest.Manifest, li
 	return d, nil
 }
 
-// prepare reads, decodes and preprocesses image i into dst, as the pipeline does per row.
-func (d *decoded) prepare(i int, dst []float32) error {
-	data, err := os.ReadFile(d.paths[i])
-	if err != nil {
-		return err
-	}
-	img, _, err := imageio.Decode(data, d.limits)
-	if err != nil {
-		return fmt.Errorf("%s: %w", d.paths[i], err)
-	}
-	return d.pp.Tensor(img, d.boxes[i], dst)
-}
-
 // loopRun is one timed run of a loop variant.
 type loopRun struct {
 	Rep     int     `json:"rep"`
@@ -106,51 +96,35 @@ type loopRun struct {
 
 // Loop variants.
 const (
-	variantPlain   = "loop"
-	variantOverlap = "loop+decode"
+	variantPlain  = "loop"
+	variantDecode = "loop+decode"
 )
 
-// runLoop times one pass over every image in batches of bs. Plain variants feed the
-// pre-decoded tensors; overlap variants decode the next batch from the files while the
-// current one runs (two buffers), as the pipeline's DoFn does.
-func runLoop(variant string, fw forward, d *decoded, dim, bs int, overlap bool) (loopRun, error) {
+// runLoop times one pass over every image in batches of bs. The plain variant feeds the
+// pre-decoded tensors; the decode variant reads and decodes each batch from the files on
+// every core, then runs it, as the pipeline's DoFn does.
+func runLoop(variant string, fw forward, d *decoded, dim, bs int, decode bool) (loopRun, error) {
 	r := loopRun{Variant: variant, Images: d.N, Load1: load1()}
-	nb := (d.N + bs - 1) / bs
-	outs := [2][]float32{make([]float32, bs*dim), make([]float32, bs*dim)}
-	var bufs [2][]float32
-	if overlap {
-		bufs = [2][]float32{make([]float32, bs*d.Slot), make([]float32, bs*d.Slot)}
+	out := make([]float32, bs*dim)
+	var buf []float32
+	if decode {
+		buf = make([]float32, bs*d.Slot)
 	}
 	busy0 := machineBusy()
 	cpu0 := cpuSeconds()
 	start := time.Now()
-	var inflight chan error
-	for b := 0; b < nb; b++ {
-		lo, hi := b*bs, min((b+1)*bs, d.N)
+	for lo := 0; lo < d.N; lo += bs {
+		hi := min(lo+bs, d.N)
 		n := hi - lo
-		out := outs[b%2][:n*dim]
-		if !overlap {
-			if err := fw(out, d.Tensors[lo*d.Slot:hi*d.Slot], n); err != nil {
-				return r, err
-			}
-			continue
-		}
-		buf := bufs[b%2][:n*d.Slot]
-		for i := lo; i < hi; i++ {
-			if err := d.prepare(i, buf[(i-lo)*d.Slot:(i-lo+1)*d.Slot]); err != nil {
+		in := d.Tensors[lo*d.Slot : hi*d.Slot]
+		if decode {
+			in = buf[:n*d.Slot]
+			d.loader.LoadBatch(context.Background(), d.rows[lo:hi], in, d.errs)
+			if err := errors.Join(d.errs[:n]...); err != nil {
 				return r, err
 			}
 		}
-		if inflight != nil {
-			if err := <-inflight; err != nil {
-				return r, err
-			}
-		}
-		inflight = make(chan error, 1)
-		go func(ch chan error) { ch <- fw(out, buf, n) }(inflight)
-	}
-	if inflight != nil {
-		if err := <-inflight; err != nil {
+		if err := fw(out[:n*dim], in, n); err != nil {
 			return r, err
 		}
 	}

@@ -12,8 +12,9 @@
 //     preprocessed beforehand, in batches of the same size;
 //   - optionally the pipeline on half the images, so that the difference of the two
 //     pipeline walls gives a steady-state rate free of start-up costs;
-//   - optionally a loop that decodes the next batch while the current one runs, as the
-//     pipeline does, but without Beam: it separates CPU contention from pipeline overhead.
+//   - optionally a loop that decodes each batch from the files on every core and then runs
+//     it, as the pipeline does, but without Beam: it separates the decoding cost from the
+//     pipeline's overhead.
 //
 // It prints medians with min/max, the ratio of the medians, and writes every run to a JSON
 // file in --work.

@@ -322,8 +322,8 @@ func loopLabel(v string) string {
 	switch v {
 	case variantPlain:
 		return "plain loop, pre-decoded tensors"
-	case variantOverlap:
-		return "loop decoding next batch (no Beam)"
+	case variantDecode:
+		return "loop decoding each batch, then running it (no Beam)"
 	}
 	return v
 }

@@ -25,6 +25,20 @@ func init() {
 
 func clampU8(v int32) uint8 { return uint8(min(max(v, 0), 255)) }
 
+// rangeLimit clamps to 0..255 by lookup (libjpeg's range_limit): entry v+rangeOffset is
+// clampU8(v) for every v a conversion can produce (-227..482).
+const (
+	rangeOffset = 384
+	rangeMask   = 1023
+)
+
+var rangeLimit = func() (t [rangeMask + 1]uint8) {
+	for i := range t {
+		t[i] = clampU8(int32(i - rangeOffset))
+	}
+	return t
+}()
+
 // jpegYCbCrToRGB converts a decoded JPEG as libjpeg-turbo does by default (and so as PIL
 // sees it): subsampled chroma is upsampled with the "fancy" triangle filter for 4:2:2,
 // 4:2:0 and 4:4:0 (edges replicated), by replication for other ratios, then converted
@@ -39,7 +53,6 @@ func jpegYCbCrToRGB(m *image.YCbCr) *RGB {
 	// Upsampled chroma rows; 2·cw ≥ w covers the padding column of odd widths.
 	cbRow := make([]uint8, max(w, 2*cw))
 	crRow := make([]uint8, max(w, 2*cw))
-	colsum := make([]int32, cw)
 
 	for y := 0; y < h; y++ {
 		yRow := m.Y[yBase+y*m.YStride:][:w]
@@ -55,8 +68,8 @@ func jpegYCbCrToRGB(m *image.YCbCr) *RGB {
 		case m.SubsampleRatio == image.YCbCrSubsampleRatio420 && cw > 2:
 			near, far := nearFarRows(y, ch)
 			n, f := cBase+near*m.CStride, cBase+far*m.CStride
-			fancyH2V2(cbRow, m.Cb[n:n+cw], m.Cb[f:f+cw], colsum)
-			fancyH2V2(crRow, m.Cr[n:n+cw], m.Cr[f:f+cw], colsum)
+			fancyH2V2(cbRow, m.Cb[n:n+cw], m.Cb[f:f+cw])
+			fancyH2V2(crRow, m.Cr[n:n+cw], m.Cr[f:f+cw])
 		case m.SubsampleRatio == image.YCbCrSubsampleRatio440:
 			near, far := nearFarRows(y, ch)
 			bias := int32(1) // far row above
@@ -73,17 +86,23 @@ func jpegYCbCrToRGB(m *image.YCbCr) *RGB {
 				cbRow[x], crRow[x] = m.Cb[ci], m.Cr[ci]
 			}
 		}
-		d := out.Row(y)
-		cbs, crs := cbRow[:w], crRow[:w]
-		for x, yv := range yRow {
-			yy := int32(yv)
-			cb, cr := cbs[x], crs[x]
-			d[3*x] = clampU8(yy + jpegCrR[cr])
-			d[3*x+1] = clampU8(yy + (jpegCbG[cb]+jpegCrG[cr])>>16)
-			d[3*x+2] = clampU8(yy + jpegCbB[cb])
-		}
+		ycbcrRow(out.Row(y), yRow, cbRow, crRow)
 	}
 	return out
+}
+
+// ycbcrRow converts one row of full-resolution Y, Cb and Cr samples to packed RGB.
+func ycbcrRow(d, ys, cbs, crs []uint8) {
+	n := len(ys)
+	cbs, crs, d = cbs[:n], crs[:n], d[:3*n]
+	for x := 0; x < n; x++ {
+		yy := int32(ys[x]) + rangeOffset
+		cb, cr := cbs[x], crs[x]
+		p := d[3*x : 3*x+3 : 3*x+3]
+		p[0] = rangeLimit[(yy+jpegCrR[cr])&rangeMask]
+		p[1] = rangeLimit[(yy+(jpegCbG[cb]+jpegCrG[cr])>>16)&rangeMask]
+		p[2] = rangeLimit[(yy+jpegCbB[cb])&rangeMask]
+	}
 }
 
 // chromaSize is the size of the chroma planes that carry image data:
@@ -136,23 +155,21 @@ func fancyH2V1(dst, src []uint8) {
 }
 
 // fancyH2V2 doubles a chroma row both ways: vertically ¾ near + ¼ far into column sums,
-// then horizontally ¾ + ¼ of those sums (libjpeg's h2v2_fancy_upsample). dst holds
-// 2·len(near) samples; near has at least 2.
-func fancyH2V2(dst, near, far []uint8, colsum []int32) {
+// then horizontally ¾ + ¼ of neighbouring sums (libjpeg's h2v2_fancy_upsample). dst
+// holds 2·len(near) samples; near has at least 2.
+func fancyH2V2(dst, near, far []uint8) {
 	n := len(near)
-	far, colsum, dst = far[:n], colsum[:n], dst[:2*n]
-	for i := range colsum {
-		colsum[i] = 3*int32(near[i]) + int32(far[i])
+	far, dst = far[:n], dst[:2*n]
+	cur := 3*int32(near[0]) + int32(far[0])
+	dst[0] = uint8((4*cur + 8) >> 4)
+	for i := 1; i < n; i++ {
+		next := 3*int32(near[i]) + int32(far[i])
+		d := dst[2*i-1 : 2*i+1 : 2*i+1]
+		d[0] = uint8((3*cur + next + 7) >> 4)
+		d[1] = uint8((3*next + cur + 8) >> 4)
+		cur = next
 	}
-	dst[0] = uint8((4*colsum[0] + 8) >> 4)
-	dst[1] = uint8((3*colsum[0] + colsum[1] + 7) >> 4)
-	dst[2*n-2] = uint8((3*colsum[n-1] + colsum[n-2] + 8) >> 4)
-	dst[2*n-1] = uint8((4*colsum[n-1] + 7) >> 4)
-	for i := 1; i < n-1; i++ {
-		c := 3 * colsum[i]
-		dst[2*i] = uint8((c + colsum[i-1] + 8) >> 4)
-		dst[2*i+1] = uint8((c + colsum[i+1] + 7) >> 4)
-	}
+	dst[2*n-1] = uint8((4*cur + 7) >> 4)
 }
 
 // fancyH1V2 interpolates a chroma row vertically: ¾ near + ¼ far (libjpeg-turbo's

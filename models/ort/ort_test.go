@@ -520,6 +520,70 @@ func TestFileSHA256(t *testing.T) {
 	}
 }
 
+func TestHashCache(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("STIR_CACHE_DIR", cache)
+	p := filepath.Join(t.TempDir(), "model.onnx")
+	if err := os.WriteFile(p, []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	hash := func() string {
+		t.Helper()
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := cachedSHA256(p, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	if got := hash(); got != abc {
+		t.Fatalf("first hash %s, want %s", got, abc)
+	}
+	entries, _ := filepath.Glob(filepath.Join(HashCacheDir(), "*"))
+	if len(entries) != 1 {
+		t.Fatalf("cache holds %q, want one entry", entries)
+	}
+	// The entry is what a second run reads: a planted value comes back.
+	planted := strings.Repeat("0", 64)
+	if err := os.WriteFile(entries[0], []byte(planted), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := hash(); got != planted {
+		t.Fatalf("second hash %s, want the cached %s", got, planted)
+	}
+	// Rewriting the file, even with the same size and modification time, misses the cache.
+	st, _ := os.Stat(p)
+	time.Sleep(10 * time.Millisecond)
+	if err := os.WriteFile(p, []byte("abd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := FileSHA256(p)
+	if got := hash(); got != want || got == planted {
+		t.Errorf("hash after a rewrite %s, want %s", got, want)
+	}
+	// A broken entry or an unusable cache directory falls back to hashing.
+	entries, _ = filepath.Glob(filepath.Join(HashCacheDir(), "*"))
+	for _, e := range entries {
+		os.WriteFile(e, []byte("not a hash"), 0o644)
+	}
+	if got := hash(); got != want {
+		t.Errorf("hash with a broken entry %s, want %s", got, want)
+	}
+	blocker := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(blocker, nil, 0o644)
+	t.Setenv("STIR_CACHE_DIR", blocker)
+	if got := hash(); got != want {
+		t.Errorf("hash with an unusable cache %s, want %s", got, want)
+	}
+}
+
 func TestNewSessionGraphErrors(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -630,6 +694,35 @@ func TestRunConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// TestRunSerialised checks that a Run waits while another forward pass of the same
+// session is in progress (here, one the test holds), and goes ahead once it ends.
+func TestRunSerialised(t *testing.T) {
+	s, err := NewSession(gap8, []string{"images"}, []string{"embeddings"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	images := randomImages(2, 16, 3)
+	want := runGap8(t, s, images, 2, "embeddings")
+	s.pass.Lock() // a pass in progress
+	done := make(chan []float32)
+	go func() { done <- runGap8(t, s, images, 2, "embeddings") }()
+	select {
+	case <-done:
+		t.Fatal("Run went ahead while another forward pass was in progress")
+	case <-time.After(200 * time.Millisecond):
+	}
+	s.pass.Unlock()
+	select {
+	case got := <-done:
+		if !equalBits(got, want) {
+			t.Error("serialised Run gave a different result")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not go ahead after the other pass ended")
 	}
 }
 

@@ -137,6 +137,7 @@ type Session struct {
 	boundInputs   []TensorInfo
 	boundOutputs  []TensorInfo
 	mu            sync.RWMutex // Run holds it shared, Close exclusively
+	pass          sync.Mutex   // one forward pass at a time
 	s             *ortgo.DynamicAdvancedSession
 	sharedKey     *SessionKey // non-nil for sessions from Acquire
 	sharedRelease bool        // set by Release before it closes a shared session
@@ -241,7 +242,11 @@ func cloneInfos(in []TensorInfo) []TensorInfo {
 // Run runs the model once. inputs and outputs follow InputNames and OutputNames. An output
 // may be nil: ONNX Runtime then allocates it and Run stores it in outputs (the caller
 // destroys it). Preallocated outputs must have the exact output shape. Safe for concurrent
-// use; a panic inside ONNX Runtime's Go wrapper becomes an error.
+// use, but forward passes are serialised: each already uses the session's IntraOpThreads
+// cores, and the DoFn instances of one worker process (for instance a bundle the runner
+// split off) would otherwise run passes side by side on the same cores, each slower and
+// each with its own activation memory. A panic inside ONNX Runtime's Go wrapper becomes an
+// error.
 func (s *Session) Run(inputs, outputs []*Tensor) (err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -273,7 +278,7 @@ func (s *Session) Run(inputs, outputs []*Tensor) (err error) {
 			out[i] = t.t
 		}
 	}
-	if err := s.s.Run(in, out); err != nil {
+	if err := s.runPass(in, out); err != nil {
 		destroyAllocated(outputs, out)
 		return fmt.Errorf("run %s: %w", s.path, err)
 	}
@@ -289,6 +294,13 @@ func (s *Session) Run(inputs, outputs []*Tensor) (err error) {
 		outputs[i] = &Tensor{t: ft}
 	}
 	return nil
+}
+
+// runPass runs one forward pass, after any other in progress.
+func (s *Session) runPass(in, out []ortgo.Value) error {
+	s.pass.Lock()
+	defer s.pass.Unlock()
+	return s.s.Run(in, out)
 }
 
 // destroyAllocated frees the values ONNX Runtime allocated for nil outputs.

@@ -200,30 +200,37 @@ func resampleRegion(src view, outW, outH, cx, cy int, dst *imageio.RGB, sc *scra
 	}
 }
 
-// horizontalRow resamples one RGB row into the output columns ax covers.
+// horizontalRow resamples one RGB row into the output columns ax covers, four taps per
+// step.
 func horizontalRow(dst, src []uint8, ax *axis) {
 	const half = 1 << (precisionBits - 1)
 	ksize := ax.ksize
 	for o := 0; o < len(dst)/3; o++ {
-		start := int(ax.start[o])
-		k := ax.coef[o*ksize : o*ksize+int(ax.count[o])]
-		s := src[3*start : 3*start+3*len(k)]
+		start, n := int(ax.start[o]), int(ax.count[o])
+		k := ax.coef[o*ksize : o*ksize+n]
+		s := src[3*start : 3*(start+n)]
 		r, g, b := int32(half), int32(half), int32(half)
-		for _, w := range k {
-			if len(s) < 3 { // never: len(s) == 3·len(k); lets the compiler drop bounds checks
-				break
-			}
-			r += int32(s[0]) * w
-			g += int32(s[1]) * w
-			b += int32(s[2]) * w
-			s = s[3:]
+		j := 0
+		for ; j+3 < len(k); j += 4 {
+			w0, w1, w2, w3 := k[j], k[j+1], k[j+2], k[j+3]
+			p := s[3*j : 3*j+12 : 3*j+12]
+			r += int32(p[0])*w0 + int32(p[3])*w1 + int32(p[6])*w2 + int32(p[9])*w3
+			g += int32(p[1])*w0 + int32(p[4])*w1 + int32(p[7])*w2 + int32(p[10])*w3
+			b += int32(p[2])*w0 + int32(p[5])*w1 + int32(p[8])*w2 + int32(p[11])*w3
 		}
-		d := dst[3*o : 3*o+3]
+		for ; j < len(k); j++ {
+			w := k[j]
+			p := s[3*j : 3*j+3 : 3*j+3]
+			r += int32(p[0]) * w
+			g += int32(p[1]) * w
+			b += int32(p[2]) * w
+		}
+		d := dst[3*o : 3*o+3 : 3*o+3]
 		d[0], d[1], d[2] = clip8(r), clip8(g), clip8(b)
 	}
 }
 
-// verticalRow accumulates rows[j]·k[j] into acc (two rows per sweep to halve the
+// verticalRow accumulates rows[j]·k[j] into acc (four rows per sweep to cut the
 // accumulator traffic) and writes the clipped result to dst.
 func verticalRow(dst []uint8, acc []int32, mid view, start int, k []int32) {
 	const half = 1 << (precisionBits - 1)
@@ -233,6 +240,16 @@ func verticalRow(dst []uint8, acc []int32, mid view, start int, k []int32) {
 		acc[x] = half
 	}
 	j := 0
+	for ; j+3 < len(k); j += 4 {
+		w0, w1, w2, w3 := k[j], k[j+1], k[j+2], k[j+3]
+		r0 := mid.row(start + j)[:n]
+		r1 := mid.row(start + j + 1)[:n]
+		r2 := mid.row(start + j + 2)[:n]
+		r3 := mid.row(start + j + 3)[:n]
+		for x := 0; x < n; x++ {
+			acc[x] += int32(r0[x])*w0 + int32(r1[x])*w1 + int32(r2[x])*w2 + int32(r3[x])*w3
+		}
+	}
 	for ; j+1 < len(k); j += 2 {
 		w0, w1 := k[j], k[j+1]
 		r0 := mid.row(start + j)[:n]

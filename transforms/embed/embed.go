@@ -1,15 +1,16 @@
 // Package embed is the pipeline's embedding stage: catalog rows in, one embedding per image
 // out, and a rejects record (with its reason) for every row whose image cannot be used.
 //
-// The DoFn is a thin shell over models/: it reads each image next to the model, decodes and
-// preprocesses it into a batch slot, and runs the shared ONNX Runtime session one batch at a
-// time. While a batch runs, the next one is decoded, so image work overlaps inference.
+// The DoFn is a thin shell over models/: it collects a batch of rows, loads their images
+// (read, decode, preprocess) on every core, and runs the batch through the shared ONNX
+// Runtime session in one forward pass.
 package embed
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -97,24 +98,22 @@ func Embed(s beam.Scope, rows beam.PCollection, cfg Config) (beam.PCollection, b
 type embedFn struct {
 	Config Config
 
-	model    *embedder.Embedder
-	images   *imageload.Loader
-	slot     int // floats per image
-	fill     *batch
-	inflight *batch
-	spare    *batch
-	report   *progress.Reporter
-}
-
-// batch is one forward pass: the rows, their tensors, and, once run, the outcome.
-type batch struct {
+	model   *embedder.Embedder
+	images  *imageload.Loader
+	cpu     bool // the session runs on the CPU
+	slot    int  // floats per image
 	rows    []catalog.Row
 	tensors []float32
-	out     [][]float32
-	err     error
-	elapsed time.Duration
-	done    chan struct{}
+	errs    []error // per row of the batch being loaded
+	report  *progress.Reporter
 }
+
+// cpuTurn is held by the embed DoFn instance of this process that is using the CPU for a
+// batch: decoding it on every core, then its forward pass. Each forward pass already
+// keeps every core busy (IntraOpThreads), and decoding beside it slowed the pass by more
+// than the decoding cost (issue 2: the pipeline at 0.83–0.89 of the plain loop when they
+// overlapped). On a GPU, decoding overlaps other instances' passes instead.
+var cpuTurn sync.Mutex
 
 func (fn *embedFn) Setup(ctx context.Context) error {
 	if err := ort.Init(fn.Config.Library); err != nil {
@@ -131,87 +130,72 @@ func (fn *embedFn) Setup(ctx context.Context) error {
 	if fn.images, err = imageload.New(fn.Config.Root, fn.Config.Limits, m.Preprocess); err != nil {
 		return err
 	}
+	fn.cpu = fn.model.Provider() == ort.ProviderCPU
 	fn.slot = 3 * m.Preprocess.CropSize * m.Preprocess.CropSize
-	fn.fill, fn.spare = fn.newBatch(), fn.newBatch()
+	fn.tensors = make([]float32, fn.Config.BatchSize*fn.slot)
+	fn.errs = make([]error, fn.Config.BatchSize)
 	if fn.Config.Progress {
 		fn.report = progress.Shared("embed", "images", fn.Config.Total)
 	}
 	return nil
 }
 
-func (fn *embedFn) newBatch() *batch {
-	return &batch{tensors: make([]float32, fn.Config.BatchSize*fn.slot)}
-}
-
 func (fn *embedFn) ProcessElement(ctx context.Context, row catalog.Row, emit func(embeddings.Record), reject func(rejects.Record)) error {
-	b := fn.fill
-	n := len(b.rows)
-	if r, ok := fn.prepare(ctx, row, b.tensors[n*fn.slot:(n+1)*fn.slot]); !ok {
-		fn.rejectRow(ctx, r, reject)
-	} else {
-		b.rows = append(b.rows, row)
-	}
-	if len(b.rows) == fn.Config.BatchSize {
-		if err := fn.collect(ctx, emit, reject); err != nil {
-			return err
-		}
-		fn.start(b)
-		fn.fill, fn.spare = fn.spare, nil
+	fn.rows = append(fn.rows, row)
+	if len(fn.rows) == fn.Config.BatchSize {
+		return fn.flush(ctx, emit, reject)
 	}
 	return nil
 }
 
 func (fn *embedFn) FinishBundle(ctx context.Context, emit func(embeddings.Record), reject func(rejects.Record)) error {
-	if err := fn.collect(ctx, emit, reject); err != nil {
-		return err
-	}
-	if b := fn.fill; len(b.rows) > 0 {
-		fn.start(b)
-		fn.fill = fn.spare
-		if err := fn.collect(ctx, emit, reject); err != nil {
-			return err
-		}
-	}
-	return nil
+	return fn.flush(ctx, emit, reject)
 }
 
 func (fn *embedFn) Teardown() error {
-	if fn.inflight != nil {
-		<-fn.inflight.done
-	}
 	if fn.model != nil {
 		return fn.model.Close()
 	}
 	return nil
 }
 
-// start runs a batch on the model in the background.
-func (fn *embedFn) start(b *batch) {
-	b.done = make(chan struct{})
-	fn.inflight = b
-	go func() {
-		defer close(b.done)
-		t := time.Now()
-		b.out, b.err = fn.model.Embed(b.tensors[:len(b.rows)*fn.slot], len(b.rows))
-		b.elapsed = time.Since(t)
-	}()
-}
-
-// collect waits for the batch in flight, if any, emits its results and recycles it.
-func (fn *embedFn) collect(ctx context.Context, emit func(embeddings.Record), reject func(rejects.Record)) error {
-	b := fn.inflight
-	if b == nil {
+// flush loads the pending rows' images, embeds those that loaded in one forward pass and
+// emits every row, as an embedding or a reject.
+func (fn *embedFn) flush(ctx context.Context, emit func(embeddings.Record), reject func(rejects.Record)) error {
+	rows := fn.rows
+	if len(rows) == 0 {
 		return nil
 	}
-	<-b.done
-	fn.inflight = nil
-	if b.err != nil {
-		return fmt.Errorf("embed: forward pass of %d images (first %s): %w", len(b.rows), b.rows[0].Path, b.err)
+	fn.rows = rows[:0]
+	if fn.cpu {
+		cpuTurn.Lock()
+		defer cpuTurn.Unlock()
 	}
-	batchLatency.Update(ctx, b.elapsed.Milliseconds())
-	batchSize.Update(ctx, int64(len(b.rows)))
-	for i, row := range b.rows {
-		if err := fn.model.Check(b.out[i]); err != nil {
+	fn.images.LoadBatch(ctx, rows, fn.tensors, fn.errs)
+	// Pack the loaded images to the front of the batch.
+	var ok []catalog.Row
+	for i, row := range rows {
+		if err := fn.errs[i]; err != nil {
+			fn.rejectRow(ctx, loadReject(row, err), reject)
+			continue
+		}
+		if n := len(ok); n != i {
+			copy(fn.tensors[n*fn.slot:(n+1)*fn.slot], fn.tensors[i*fn.slot:(i+1)*fn.slot])
+		}
+		ok = append(ok, row)
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+	t := time.Now()
+	out, err := fn.model.Embed(fn.tensors[:len(ok)*fn.slot], len(ok))
+	if err != nil {
+		return fmt.Errorf("embed: forward pass of %d images (first %s): %w", len(ok), ok[0].Path, err)
+	}
+	batchLatency.Update(ctx, time.Since(t).Milliseconds())
+	batchSize.Update(ctx, int64(len(ok)))
+	for i, row := range ok {
+		if err := fn.model.Check(out[i]); err != nil {
 			if !errors.Is(err, embedder.ErrNonFinite) {
 				return fmt.Errorf("embed: %s: %w", row.Path, err)
 			}
@@ -219,12 +203,10 @@ func (fn *embedFn) collect(ctx context.Context, emit func(embeddings.Record), re
 				Stage: StageEmbed, Reason: "non_finite", Detail: err.Error()}, reject)
 			continue
 		}
-		emit(embeddings.Record{Row: row, Embedding: b.out[i]})
+		emit(embeddings.Record{Row: row, Embedding: out[i]})
 		imagesOK.Inc(ctx, 1)
 		fn.report.Add(1)
 	}
-	b.rows, b.out = b.rows[:0], nil
-	fn.spare = b
 	return nil
 }
 
@@ -234,15 +216,11 @@ func (fn *embedFn) rejectRow(ctx context.Context, r rejects.Record, reject func(
 	fn.report.Add(1)
 }
 
-// prepare loads one row's image into dst; on failure it returns the rejects record.
-func (fn *embedFn) prepare(ctx context.Context, row catalog.Row, dst []float32) (rejects.Record, bool) {
-	err := fn.images.Load(ctx, row, dst)
-	if err == nil {
-		return rejects.Record{}, true
-	}
+// loadReject is the rejects record of a row whose image could not be loaded.
+func loadReject(row catalog.Row, err error) rejects.Record {
 	var le *imageload.Error
 	if !errors.As(err, &le) {
 		le = &imageload.Error{Stage: imageload.StageRead, Reason: imageio.ReasonIO, Err: err}
 	}
-	return rejects.Record{ItemID: row.ID, Path: row.Path, Line: row.Line, Stage: le.Stage, Reason: le.Reason, Detail: err.Error()}, false
+	return rejects.Record{ItemID: row.ID, Path: row.Path, Line: row.Line, Stage: le.Stage, Reason: le.Reason, Detail: err.Error()}
 }
