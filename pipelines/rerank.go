@@ -16,6 +16,7 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/transforms/catalogio"
 	"github.com/stirpipe/stirpipe/transforms/evaluate"
 	"github.com/stirpipe/stirpipe/transforms/rerank"
 	"github.com/stirpipe/stirpipe/transforms/sink"
@@ -47,7 +48,9 @@ type RerankOptions struct {
 
 // RerankPlan is a checked rerank job.
 type RerankPlan struct {
-	Options    RerankOptions
+	Options RerankOptions
+	// Catalog is read on the workers and joined to the lists.
+	Catalog    catalogio.Source
 	Config     rerank.Config
 	Files      []string
 	Provenance neighbors.Provenance
@@ -126,7 +129,8 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	}
 	return &RerankPlan{
 		Options: o, Files: files, Provenance: prov,
-		Config: rerank.Config{Model: o.Model, Catalog: o.Catalog, CatalogFormat: cat.Format, CatalogSnapshot: cat.Snapshot, Root: o.Root,
+		Catalog: catalogio.Source{URI: o.Catalog, Format: cat.Format, Snapshot: cat.Snapshot, Shards: ceilDiv(len(cat.Rows), 20_000)},
+		Config: rerank.Config{Model: o.Model, Catalog: o.Catalog, Root: o.Root,
 			TopN: o.TopN, BatchPairs: o.BatchPairs, CacheImages: o.CacheImages, Runtime: o.Runtime, Library: o.Library,
 			Limits: o.Limits, Total: m.Rows, Progress: o.Progress},
 	}, nil
@@ -149,7 +153,8 @@ func compatibleWithEmbeddings(ctx context.Context, pm *manifest.Manifest, embedd
 // Rerank builds the rerank pipeline: neighbours → reranked lists (and rejects).
 func Rerank(s beam.Scope, p *RerankPlan) {
 	lists := evaluate.ReadLists(s, p.Options.Lists, p.Files)
-	out, rejs := rerank.Rerank(s, lists, p.Config)
+	rows := catalogio.Read(s, p.Catalog)
+	out, rejs := rerank.Rerank(s, lists, rows, p.Config)
 	sink.Lists(s, out, blob.Join(p.Options.Output, RerankedDir), max(1, len(p.Files)), neighbors.ExtParquet, p.Provenance)
 	sink.Rejects(s, rejs, RejectsFile(p.Options.Output, rerank.Stage))
 }

@@ -119,7 +119,11 @@ func runLoop(variant string, fw forward, d *decoded, dim, bs int, decode bool) (
 		in := d.Tensors[lo*d.Slot : hi*d.Slot]
 		if decode {
 			in = buf[:n*d.Slot]
-			d.loader.LoadBatch(context.Background(), d.rows[lo:hi], in, d.errs)
+			slots := make([][]float32, n)
+			for i := range slots {
+				slots[i] = in[i*d.Slot : (i+1)*d.Slot]
+			}
+			d.loader.LoadBatch(context.Background(), d.rows[lo:hi], slots, d.errs)
 			if err := errors.Join(d.errs[:n]...); err != nil {
 				return r, err
 			}

@@ -80,17 +80,16 @@ func (l *Loader) Load(ctx context.Context, row catalog.Row, dst []float32) error
 	return nil
 }
 
-// LoadBatch loads rows[i] into slot i of dst (TensorLen values each) on every core and
-// sets errs[i] to the row's failure, or nil. dst and errs must have room for every row.
-func (l *Loader) LoadBatch(ctx context.Context, rows []catalog.Row, dst []float32, errs []error) {
-	slot := l.TensorLen()
-	dst, errs = dst[:len(rows)*slot], errs[:len(rows)]
+// LoadBatch loads rows[i] into dst[i] (TensorLen values each) on every core and sets
+// errs[i] to the row's failure, or nil. dst and errs must have room for every row.
+func (l *Loader) LoadBatch(ctx context.Context, rows []catalog.Row, dst [][]float32, errs []error) {
+	dst, errs = dst[:len(rows)], errs[:len(rows)]
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(rows)) {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(len(rows)); i = next.Add(1) - 1 {
-				errs[i] = l.Load(ctx, rows[i], dst[i*int64(slot):(i+1)*int64(slot)])
+				errs[i] = l.Load(ctx, rows[i], dst[i])
 			}
 		})
 	}

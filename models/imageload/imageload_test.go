@@ -32,7 +32,10 @@ func TestLoadBatch(t *testing.T) {
 	}
 	wantReasons := []string{"", imageio.ReasonCorrupt, "", imageio.ReasonMissing, ReasonUnsafePath, "", "", imageio.ReasonNotImage, ""}
 	slot := l.TensorLen()
-	dst := make([]float32, len(rows)*slot)
+	dst := make([][]float32, len(rows))
+	for i := range dst {
+		dst[i] = make([]float32, slot)
+	}
 	errs := make([]error, len(rows))
 	l.LoadBatch(ctx, rows, dst, errs)
 	one := make([]float32, slot)
@@ -43,7 +46,7 @@ func TestLoadBatch(t *testing.T) {
 		case wantReasons[i] == "" && errs[i] != nil:
 			t.Errorf("%s: LoadBatch failed: %v", row.Path, errs[i])
 		case wantReasons[i] == "":
-			if !slices.Equal(dst[i*slot:(i+1)*slot], one) {
+			if !slices.Equal(dst[i], one) {
 				t.Errorf("%s: LoadBatch's tensor differs from Load's", row.Path)
 			}
 		case !errors.As(errs[i], &le) || le.Reason != wantReasons[i]:

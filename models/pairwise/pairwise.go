@@ -72,6 +72,9 @@ func (s *Scorer) Manifest() *manifest.Manifest { return s.m.Manifest() }
 // ModelSHA256 returns the hex sha256 of the ONNX file.
 func (s *Scorer) ModelSHA256() string { return s.m.ModelSHA256() }
 
+// Provider returns the execution provider in use: "cpu" or "cuda".
+func (s *Scorer) Provider() string { return s.m.Provider() }
+
 // Score runs one forward pass over n pairs: query and candidate each hold n preprocessed
 // images (CHW float32, InputLen values each), pair i being (query i, candidate i). It
 // returns sigmoid(logit) per pair.

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -103,17 +102,11 @@ type embedFn struct {
 	cpu     bool // the session runs on the CPU
 	slot    int  // floats per image
 	rows    []catalog.Row
-	tensors []float32
-	errs    []error // per row of the batch being loaded
+	tensors []float32   // the batch's input
+	slots   [][]float32 // each image's part of tensors
+	errs    []error     // per row of the batch being loaded
 	report  *progress.Reporter
 }
-
-// cpuTurn is held by the embed DoFn instance of this process that is using the CPU for a
-// batch: decoding it on every core, then its forward pass. Each forward pass already
-// keeps every core busy (IntraOpThreads), and decoding beside it slowed the pass by more
-// than the decoding cost (issue 2: the pipeline at 0.83–0.89 of the plain loop when they
-// overlapped). On a GPU, decoding overlaps other instances' passes instead.
-var cpuTurn sync.Mutex
 
 func (fn *embedFn) Setup(ctx context.Context) error {
 	if err := ort.Init(fn.Config.Library); err != nil {
@@ -133,6 +126,9 @@ func (fn *embedFn) Setup(ctx context.Context) error {
 	fn.cpu = fn.model.Provider() == ort.ProviderCPU
 	fn.slot = 3 * m.Preprocess.CropSize * m.Preprocess.CropSize
 	fn.tensors = make([]float32, fn.Config.BatchSize*fn.slot)
+	for i := range fn.Config.BatchSize {
+		fn.slots = append(fn.slots, fn.tensors[i*fn.slot:(i+1)*fn.slot])
+	}
 	fn.errs = make([]error, fn.Config.BatchSize)
 	if fn.Config.Progress {
 		fn.report = progress.Shared("embed", "images", fn.Config.Total)
@@ -167,11 +163,11 @@ func (fn *embedFn) flush(ctx context.Context, emit func(embeddings.Record), reje
 		return nil
 	}
 	fn.rows = rows[:0]
-	if fn.cpu {
-		cpuTurn.Lock()
-		defer cpuTurn.Unlock()
+	if fn.cpu { // decode, then run, while no other batch of this process does (ort.CPUTurn)
+		ort.CPUTurn.Lock()
+		defer ort.CPUTurn.Unlock()
 	}
-	fn.images.LoadBatch(ctx, rows, fn.tensors, fn.errs)
+	fn.images.LoadBatch(ctx, rows, fn.slots, fn.errs)
 	// Pack the loaded images to the front of the batch.
 	var ok []catalog.Row
 	for i, row := range rows {

@@ -1,8 +1,10 @@
 // Package rerank is the pipeline's STIR stage: for each query, the first top_n candidates
 // of its neighbour list are scored with the pairwise model, all together in one batched
 // forward pass (several queries share a batch), and the list is rewritten with OML's
-// formula (models/rerank). Each image is decoded once per bundle (a bounded cache), not once
-// per pair. A query whose head cannot be scored (an image vanished or broke since it was
+// formula (models/rerank). The catalog rows a query needs (its own and its head's) reach
+// it through a join, so no worker holds the catalog, whatever its size. Each image is
+// decoded once per bundle (a bounded cache), not once per pair. A query whose head cannot
+// be scored (an item missing from the catalog, an image that vanished or broke since it was
 // embedded) keeps its original list, counted and recorded in the rejects.
 package rerank
 
@@ -11,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -30,7 +31,26 @@ import (
 )
 
 func init() {
-	register.DoFn4x1[context.Context, neighbors.Record, func(neighbors.Record), func(rejects.Record), error](&rerankFn{})
+	register.DoFn6x1[context.Context, string, func(*neighbors.Record) bool, func(*ItemRow) bool,
+		func(neighbors.Record), func(rejects.Record), error](&rerankFn{})
+	register.DoFn2x0[neighbors.Record, func(string, string)](&headItemsFn{})
+	register.Function1x2[neighbors.Record, string, neighbors.Record](byQuery)
+	register.Function1x2[catalog.Row, string, catalog.Row](byItem)
+	register.Function4x0[string, func(*string) bool, func(*catalog.Row) bool, func(string, ItemRow)](routeRows)
+	register.Emitter2[string, string]()
+	register.Emitter2[string, ItemRow]()
+	register.Iter1[string]()
+	register.Iter1[catalog.Row]()
+	register.Iter1[neighbors.Record]()
+	register.Iter1[ItemRow]()
+}
+
+// ItemRow is one catalog row on its way to a query that needs it. Found is false when
+// the lists name an item the catalog does not hold.
+type ItemRow struct {
+	ID    string
+	Found bool
+	Row   catalog.Row
 }
 
 // Stage is the stage name of this transform's rejects.
@@ -47,9 +67,8 @@ var (
 type Config struct {
 	// Model is the pairwise model's manifest (or the ONNX file beside it).
 	Model string
-	// Catalog is the catalog the lists come from (for image paths and boxes), with the
-	// snapshot it must still have.
-	Catalog, CatalogFormat, CatalogSnapshot string
+	// Catalog names the catalog the rows come from, for messages.
+	Catalog string
 	// Root is the dataset root of the catalog's image paths.
 	Root string
 	// TopN is the number of head candidates rescored per query (≥ 1).
@@ -87,44 +106,44 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Rerank rewrites every list's head with the pairwise model. It returns the reranked lists
-// (one per input list) and the rejects of the queries whose original list was kept.
-func Rerank(s beam.Scope, lists beam.PCollection, cfg Config) (beam.PCollection, beam.PCollection) {
+// Rerank rewrites every list's head with the pairwise model. rows is the catalog the lists
+// come from (catalogio.Read). It returns the reranked lists (one per input list) and the
+// rejects of the queries whose original list was kept.
+func Rerank(s beam.Scope, lists, rows beam.PCollection, cfg Config) (beam.PCollection, beam.PCollection) {
 	s = s.Scope("Rerank")
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	return beam.ParDo2(s, &rerankFn{Config: cfg}, lists)
+	// Route each catalog row to the queries whose own row or head it is; then each
+	// query's list meets its rows.
+	needs := beam.ParDo(s, &headItemsFn{TopN: cfg.TopN}, lists)
+	routed := beam.ParDo(s, routeRows, beam.CoGroupByKey(s, needs, beam.ParDo(s, byItem, rows)))
+	joined := beam.CoGroupByKey(s, beam.ParDo(s, byQuery, lists), routed)
+	return beam.ParDo2(s, &rerankFn{Config: cfg}, joined)
 }
 
-// catalogs holds one id → row index per catalog snapshot and worker process.
-var catalogs sync.Map // snapshot → *catalogIndex
+// headItemsFn emits (item, query) for a query and each of its head candidates.
+type headItemsFn struct{ TopN int }
 
-type catalogIndex struct {
-	once sync.Once
-	rows map[string]catalog.Row
-	err  error
+func (fn *headItemsFn) ProcessElement(rec neighbors.Record, emit func(string, string)) {
+	emit(rec.QueryID, rec.QueryID)
+	for _, id := range rec.NeighborIDs[:stir.Head(len(rec.NeighborIDs), fn.TopN)] {
+		emit(id, rec.QueryID)
+	}
 }
 
-func loadCatalog(ctx context.Context, c Config) (map[string]catalog.Row, error) {
-	v, _ := catalogs.LoadOrStore(c.CatalogSnapshot, &catalogIndex{})
-	ix := v.(*catalogIndex)
-	ix.once.Do(func() {
-		cat, err := catalog.Load(ctx, c.Catalog, catalog.Options{Format: c.CatalogFormat})
-		if err != nil {
-			ix.err = err
-			return
-		}
-		if cat.Snapshot != c.CatalogSnapshot {
-			ix.err = fmt.Errorf("catalog %s changed since the job was launched (snapshot %s, now %s): relaunch the job", c.Catalog, c.CatalogSnapshot, cat.Snapshot)
-			return
-		}
-		ix.rows = make(map[string]catalog.Row, len(cat.Rows))
-		for _, r := range cat.Rows {
-			ix.rows[r.ID] = r
-		}
-	})
-	return ix.rows, ix.err
+func byQuery(rec neighbors.Record) (string, neighbors.Record) { return rec.QueryID, rec }
+
+func byItem(row catalog.Row) (string, catalog.Row) { return row.ID, row }
+
+// routeRows sends an item's catalog row to every query that needs it.
+func routeRows(id string, queries func(*string) bool, rows func(*catalog.Row) bool, emit func(string, ItemRow)) {
+	item := ItemRow{ID: id}
+	item.Found = rows(&item.Row)
+	var q string
+	for queries(&q) {
+		emit(q, item)
+	}
 }
 
 type rerankFn struct {
@@ -133,7 +152,7 @@ type rerankFn struct {
 	scorer *pairwise.Scorer
 	score  func(query, candidate []float32, n int) ([]float32, error) // scorer.Score
 	images *imageload.Loader
-	rows   map[string]catalog.Row
+	cpu    bool // the session runs on the CPU: take ort.CPUTurn to decode and to score
 	cache  *tensorCache
 	slot   int       // floats per image
 	jobs   []job     // the queries whose pairs fill the batch buffers
@@ -159,10 +178,8 @@ func (fn *rerankFn) Setup(ctx context.Context) error {
 		return err
 	}
 	fn.score = fn.scorer.Score
+	fn.cpu = fn.scorer.Provider() == ort.ProviderCPU
 	if fn.images, err = imageload.New(fn.Config.Root, fn.Config.Limits, m.Preprocess); err != nil {
-		return err
-	}
-	if fn.rows, err = loadCatalog(ctx, fn.Config); err != nil {
 		return err
 	}
 	fn.slot = fn.images.TensorLen()
@@ -174,11 +191,29 @@ func (fn *rerankFn) Setup(ctx context.Context) error {
 	return nil
 }
 
-// ProcessElement adds a query's head pairs to the batch. Whole queries are packed
+// ProcessElement takes a query's list (one, unless the lists repeat a query) and the
+// catalog rows routed to it.
+func (fn *rerankFn) ProcessElement(ctx context.Context, _ string, lists func(*neighbors.Record) bool, items func(*ItemRow) bool,
+	emit func(neighbors.Record), reject func(rejects.Record)) error {
+	rows := map[string]ItemRow{}
+	var it ItemRow
+	for items(&it) {
+		rows[it.ID] = it
+	}
+	var rec neighbors.Record
+	for lists(&rec) {
+		if err := fn.add(ctx, rec, rows, emit, reject); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add puts a query's head pairs in the batch. Whole queries are packed
 // greedily: the batch runs when the next query would overflow BatchPairs (one query's
 // pairs never straddle two passes) or when it is full, so every pass but a bundle's last
 // carries as many pairs as fit.
-func (fn *rerankFn) ProcessElement(ctx context.Context, rec neighbors.Record, emit func(neighbors.Record), reject func(rejects.Record)) error {
+func (fn *rerankFn) add(ctx context.Context, rec neighbors.Record, rows map[string]ItemRow, emit func(neighbors.Record), reject func(rejects.Record)) error {
 	if fn.cache == nil { // a bundle starts
 		fn.cache = newTensorCache(fn.Config.CacheImages)
 	}
@@ -189,7 +224,7 @@ func (fn *rerankFn) ProcessElement(ctx context.Context, rec neighbors.Record, em
 		}
 	}
 	first := fn.batched()
-	if rej, ok := fn.addPairs(ctx, rec, h); !ok {
+	if rej, ok := fn.addPairs(ctx, rec, h, rows); !ok {
 		fn.q, fn.c = fn.q[:first*fn.slot], fn.c[:first*fn.slot]
 		keep := rec
 		keep.PairScores = nil
@@ -227,12 +262,17 @@ func (fn *rerankFn) run(ctx context.Context, emit func(neighbors.Record)) error 
 	n := fn.batched()
 	var scores []float32
 	if n > 0 {
-		t := time.Now()
 		var err error
-		if scores, err = fn.score(fn.q, fn.c, n); err != nil {
+		var took time.Duration
+		fn.turn(func() {
+			t := time.Now()
+			scores, err = fn.score(fn.q, fn.c, n)
+			took = time.Since(t)
+		})
+		if err != nil {
 			return err
 		}
-		batchLatency.Update(ctx, time.Since(t).Milliseconds())
+		batchLatency.Update(ctx, took.Milliseconds())
 		pairsScored.Inc(ctx, int64(n))
 	}
 	for _, j := range fn.jobs {
@@ -250,25 +290,21 @@ func (fn *rerankFn) run(ctx context.Context, emit func(neighbors.Record)) error 
 }
 
 // addPairs appends a query's h head pairs to the batch, or reports why it cannot.
-func (fn *rerankFn) addPairs(ctx context.Context, rec neighbors.Record, h int) (rejects.Record, bool) {
+func (fn *rerankFn) addPairs(ctx context.Context, rec neighbors.Record, h int, rows map[string]ItemRow) (rejects.Record, bool) {
 	if h == 0 {
 		return rejects.Record{}, true // an empty list: nothing to score
 	}
 	ids := append([]string{rec.QueryID}, rec.NeighborIDs[:h]...)
-	tensors := make([][]float32, len(ids))
-	for i, id := range ids {
-		t, err := fn.tensor(ctx, id)
-		if err != nil {
-			var le *imageload.Error
-			reason := "unknown_item"
-			if errors.As(err, &le) {
-				reason = le.Stage + "_" + le.Reason
-			}
-			row := fn.rows[id]
-			return rejects.Record{ItemID: rec.QueryID, Path: row.Path, Line: row.Line, Stage: Stage, Reason: reason,
-				Detail: fmt.Sprintf("kept the original list: image of %s: %v", id, err)}, false
+	tensors, bad, err := fn.tensors(ctx, ids, rows)
+	if err != nil {
+		var le *imageload.Error
+		reason := "unknown_item"
+		if errors.As(err, &le) {
+			reason = le.Stage + "_" + le.Reason
 		}
-		tensors[i] = t
+		row := rows[rec.QueryID].Row
+		return rejects.Record{ItemID: rec.QueryID, Path: row.Path, Line: row.Line, Stage: Stage, Reason: reason,
+			Detail: fmt.Sprintf("kept the original list: image of %s: %v", bad, err)}, false
 	}
 	for _, t := range tensors[1:] {
 		fn.q = append(fn.q, tensors[0]...)
@@ -277,21 +313,46 @@ func (fn *rerankFn) addPairs(ctx context.Context, rec neighbors.Record, h int) (
 	return rejects.Record{}, true
 }
 
-// tensor returns an item's preprocessed image, from the bundle's cache when it is there.
-func (fn *rerankFn) tensor(ctx context.Context, id string) ([]float32, error) {
-	if t, ok := fn.cache.get(id); ok {
-		return t, nil
+// tensors returns the preprocessed images of ids, from the bundle's cache or loaded on
+// every core. On failure it names the first id that failed.
+func (fn *rerankFn) tensors(ctx context.Context, ids []string, rows map[string]ItemRow) (out [][]float32, bad string, err error) {
+	out = make([][]float32, len(ids))
+	var load []catalog.Row
+	var at []int // index in ids of each row to load
+	for i, id := range ids {
+		if t, ok := fn.cache.get(id); ok {
+			out[i] = t
+			continue
+		}
+		item := rows[id]
+		if !item.Found {
+			return nil, id, fmt.Errorf("item %s is not in catalog %s", id, fn.Config.Catalog)
+		}
+		load, at = append(load, item.Row), append(at, i)
 	}
-	row, ok := fn.rows[id]
-	if !ok {
-		return nil, fmt.Errorf("item %s is not in catalog %s", id, fn.Config.Catalog)
+	dst := make([][]float32, len(load))
+	for j := range dst {
+		dst[j] = make([]float32, fn.slot)
 	}
-	t := make([]float32, fn.images.TensorLen())
-	if err := fn.images.Load(ctx, row, t); err != nil {
-		return nil, err
+	errs := make([]error, len(load))
+	fn.turn(func() { fn.images.LoadBatch(ctx, load, dst, errs) })
+	for j, i := range at {
+		if errs[j] != nil {
+			return nil, ids[i], errs[j]
+		}
+		out[i] = dst[j]
+		fn.cache.put(ids[i], dst[j])
 	}
-	fn.cache.put(id, t)
-	return t, nil
+	return out, "", nil
+}
+
+// turn runs f holding ort.CPUTurn when the model runs on the CPU.
+func (fn *rerankFn) turn(f func()) {
+	if fn.cpu {
+		ort.CPUTurn.Lock()
+		defer ort.CPUTurn.Unlock()
+	}
+	f()
 }
 
 // apply rewrites one list with its head's scores.
@@ -330,6 +391,11 @@ func (c *tensorCache) get(id string) ([]float32, bool) {
 }
 
 func (c *tensorCache) put(id string, t []float32) {
+	if e, ok := c.items[id]; ok {
+		c.order.MoveToFront(e)
+		c.data[id] = t
+		return
+	}
 	if c.order.Len() >= c.max {
 		old := c.order.Remove(c.order.Back()).(string)
 		delete(c.items, old)

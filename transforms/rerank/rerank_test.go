@@ -6,7 +6,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/rejects"
 )
 
 // TestBatchesPackWholeQueries drives the DoFn without a model: images come from its cache,
@@ -61,7 +63,7 @@ func TestBatchesPackWholeQueries(t *testing.T) {
 			var out []neighbors.Record
 			emit := func(r neighbors.Record) { out = append(out, r) }
 			for _, r := range recs {
-				if err := fn.ProcessElement(ctx, r, emit, nil); err != nil {
+				if err := fn.ProcessElement(ctx, r.QueryID, iter([]neighbors.Record{r}), iter[ItemRow](nil), emit, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -90,5 +92,88 @@ func TestBatchesPackWholeQueries(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTensorCache checks the bounded LRU: least recently used out first, a repeated put
+// updates the entry instead of adding one.
+func TestTensorCache(t *testing.T) {
+	c := newTensorCache(2)
+	c.put("a", []float32{1})
+	c.put("b", []float32{2})
+	c.put("a", []float32{3}) // update; a is now the most recent
+	if c.order.Len() != 2 || len(c.items) != 2 {
+		t.Fatalf("cache holds %d/%d entries after a repeated put, want 2", c.order.Len(), len(c.items))
+	}
+	c.put("c", []float32{4}) // evicts b
+	if _, ok := c.get("b"); ok {
+		t.Error("b was not evicted")
+	}
+	if v, ok := c.get("a"); !ok || v[0] != 3 {
+		t.Errorf("a = %v, %v; want [3], true", v, ok)
+	}
+	if v, ok := c.get("c"); !ok || v[0] != 4 {
+		t.Errorf("c = %v, %v; want [4], true", v, ok)
+	}
+}
+
+// iter is a Beam-style iterator over xs.
+func iter[T any](xs []T) func(*T) bool {
+	return func(x *T) bool {
+		if len(xs) == 0 {
+			return false
+		}
+		*x, xs = xs[0], xs[1:]
+		return true
+	}
+}
+
+// TestUnknownItemKeepsList: a head candidate the catalog does not hold (no row routed to
+// the query) keeps the query's original list and is rejected with its reason.
+func TestUnknownItemKeepsList(t *testing.T) {
+	fn := &rerankFn{Config: Config{Catalog: "cat.csv", TopN: 2, BatchPairs: 4, CacheImages: 10}, slot: 1}
+	fn.score = func(q, c []float32, n int) ([]float32, error) { return make([]float32, n), nil }
+	fn.cache = newTensorCache(10)
+	fn.cache.put("q", []float32{1})
+	fn.cache.put("a", []float32{2})
+	rec := neighbors.Record{QueryID: "q", NeighborIDs: []string{"a", "gone", "b"}, Distances: []float32{0.1, 0.2, 0.3}}
+	items := []ItemRow{
+		{ID: "q", Found: true, Row: catalog.Row{ID: "q", Path: "q.jpg", Line: 7}},
+		{ID: "a", Found: true},
+		{ID: "gone"},
+	}
+	var out []neighbors.Record
+	var rejs []rejects.Record
+	err := fn.ProcessElement(context.Background(), "q", iter([]neighbors.Record{rec}), iter(items),
+		func(r neighbors.Record) { out = append(out, r) }, func(r rejects.Record) { rejs = append(rejs, r) })
+	if err == nil {
+		err = fn.FinishBundle(context.Background(), func(r neighbors.Record) { out = append(out, r) }, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || !slices.Equal(out[0].NeighborIDs, rec.NeighborIDs) || !slices.Equal(out[0].Distances, rec.Distances) || out[0].PairScores != nil {
+		t.Errorf("lists out %+v, want the original list once", out)
+	}
+	if len(rejs) != 1 || rejs[0].Reason != "unknown_item" || rejs[0].ItemID != "q" || rejs[0].Path != "q.jpg" || rejs[0].Line != 7 {
+		t.Errorf("rejects %+v, want one unknown_item reject of q.jpg line 7", rejs)
+	}
+}
+
+// TestRouteRows: a row goes to every query that asked for it; an item without a row goes
+// out as not found.
+func TestRouteRows(t *testing.T) {
+	type routed struct {
+		query string
+		item  ItemRow
+	}
+	var got []routed
+	emit := func(q string, it ItemRow) { got = append(got, routed{q, it}) }
+	row := catalog.Row{ID: "x", Path: "x.jpg"}
+	routeRows("x", iter([]string{"q1", "q2"}), iter([]catalog.Row{row}), emit)
+	routeRows("y", iter([]string{"q3"}), iter[catalog.Row](nil), emit)
+	want := []routed{{"q1", ItemRow{"x", true, row}}, {"q2", ItemRow{"x", true, row}}, {"q3", ItemRow{ID: "y"}}}
+	if !slices.Equal(got, want) {
+		t.Errorf("routed %+v, want %+v", got, want)
 	}
 }
