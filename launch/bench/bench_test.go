@@ -181,8 +181,8 @@ func TestWriteHalfErrors(t *testing.T) {
 	}
 }
 
-// TestLoops checks that every loop variant embeds every image, and that decoding while a
-// batch runs gives the same embeddings as feeding the pre-decoded tensors.
+// TestLoops checks that every loop variant embeds every image, and that decoding each
+// batch from the files gives the same embeddings as feeding the pre-decoded tensors.
 func TestLoops(t *testing.T) {
 	ctx := context.Background()
 	bc, err := prepareCatalog(t.TempDir(), 19, 64, 5, &bytes.Buffer{})
@@ -193,7 +193,7 @@ func TestLoops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := embedConfig{Threads: 1, InterOp: 1, GraphOpt: "all", MaxMP: 40, MaxFileMB: 64}
+	c := embedConfig{modelRun: modelRun{Threads: 1, InterOp: 1, GraphOpt: "all"}, MaxMP: 40, MaxFileMB: 64}
 	e, err := embedder.Open(m, c.runtime())
 	if err != nil {
 		t.Fatal(err)
@@ -265,9 +265,9 @@ func TestBenchEmbedEndToEnd(t *testing.T) {
 	}
 	work := t.TempDir()
 	var log bytes.Buffer
-	c := embedConfig{Model: tinyModel, Images: 16, Size: 64, Seed: 1, Work: work, Reps: 2, BatchSize: 4,
-		Threads: 1, InterOp: 1, GraphOpt: "all", Steady: true, DecodeLoop: true, Warmup: false, Pipeline: true,
-		MaxMP: 40, MaxFileMB: 64, JSON: filepath.Join(work, "r.json")}
+	c := embedConfig{Model: tinyModel, Images: 16, Size: 64, Seed: 1, BatchSize: 4,
+		modelRun: modelRun{Work: work, Reps: 2, Threads: 1, InterOp: 1, GraphOpt: "all", Pipeline: true, JSON: filepath.Join(work, "r.json")},
+		Steady:   true, DecodeLoop: true, Warmup: false, MaxMP: 40, MaxFileMB: 64}
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -298,22 +298,8 @@ func TestBenchEmbedEndToEnd(t *testing.T) {
 	}
 	var out bytes.Buffer
 	printReport(&out, res)
-	for _, want := range []string{"pipeline, end to end", "plain loop, pre-decoded tensors", "ratio pipeline / plain loop", "peak RSS", "load average at start", "STEADY-STATE"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
-		}
-	}
-	if err := writeJSON(c.JSON, res); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(c.JSON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var back embedResult
-	if err := json.Unmarshal(data, &back); err != nil {
-		t.Fatalf("results JSON does not decode: %v", err)
-	}
+	checkReport(t, out.String(), "pipeline, end to end", "plain loop, pre-decoded tensors", "ratio pipeline / plain loop", "peak RSS", "load average at start", "STEADY-STATE")
+	back := jsonRoundTrip(t, c.JSON, res)
 	if back.Summary.Ratio != res.Summary.Ratio || len(back.Pipeline) != 2 || back.Config.Model != tinyModel {
 		t.Errorf("results JSON round trip lost data: %+v", back.Summary)
 	}
@@ -410,4 +396,31 @@ func TestReadHWM(t *testing.T) {
 	if _, ok := readHWM(filepath.Join(dir, "missing")); ok {
 		t.Error("readHWM of a missing file reports a value")
 	}
+}
+
+// checkReport fails t for each of wants that the printed report lacks.
+func checkReport(t *testing.T, report string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+}
+
+// jsonRoundTrip writes res to path as the benchmark does and decodes it back.
+func jsonRoundTrip[T any](t *testing.T, path string, res *T) T {
+	t.Helper()
+	if err := writeJSON(path, res); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back T
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("results JSON does not decode: %v", err)
+	}
+	return back
 }

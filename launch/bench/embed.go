@@ -17,26 +17,15 @@ import (
 
 // embedConfig holds the embed benchmark's flags.
 type embedConfig struct {
-	Model      string  `json:"model"`
-	Images     int     `json:"images"`
-	Size       int     `json:"size"`
-	Seed       int64   `json:"seed"`
-	Work       string  `json:"work"`
-	Reps       int     `json:"reps"`
-	QuietReps  int     `json:"quiet_reps"`
-	MaxReps    int     `json:"max_reps"`
+	Model  string `json:"model"`
+	Images int    `json:"images"`
+	Size   int    `json:"size"`
+	Seed   int64  `json:"seed"`
+	modelRun
 	BatchSize  int     `json:"batch_size"`
-	Threads    int     `json:"intra_op_threads"`
-	InterOp    int     `json:"inter_op_threads"`
-	GraphOpt   string  `json:"graph_opt"`
-	Library    string  `json:"onnxruntime_lib,omitempty"`
 	Steady     bool    `json:"steady"`
 	DecodeLoop bool    `json:"decode_loop"`
-	Spin       bool    `json:"spin"`
 	Warmup     bool    `json:"warmup"`
-	Pipeline   bool    `json:"pipeline"`
-	Stir       string  `json:"stir,omitempty"`
-	JSON       string  `json:"json"`
 	MaxMP      float64 `json:"max_megapixels"`
 	MaxFileMB  int64   `json:"max_file_mb"`
 }
@@ -52,32 +41,10 @@ func (c embedConfig) validate() error {
 	if c.Size < 32 || c.Size > 4096 {
 		errs = append(errs, fmt.Errorf("--size must be in [32, 4096] pixels, got %d", c.Size))
 	}
-	if c.Work == "" {
-		errs = append(errs, errors.New("--work is required: the directory for the catalog, binaries and results"))
-	}
-	if c.Reps < 1 {
-		errs = append(errs, fmt.Errorf("--reps must be ≥ 1, got %d", c.Reps))
-	}
-	if c.QuietReps < 0 {
-		errs = append(errs, fmt.Errorf("--quiet_reps must be ≥ 0 (0 = off), got %d", c.QuietReps))
-	}
-	if c.QuietReps > 0 && c.MaxReps < max(c.Reps, c.QuietReps) {
-		errs = append(errs, fmt.Errorf("--max_reps (%d) must be at least --reps (%d) and --quiet_reps (%d)", c.MaxReps, c.Reps, c.QuietReps))
-	}
-	if c.QuietReps > 0 && !c.Pipeline {
-		errs = append(errs, errors.New("--quiet_reps needs the pipeline runs (--pipeline)"))
-	}
 	if c.BatchSize < 1 || c.BatchSize > 4096 {
 		errs = append(errs, fmt.Errorf("--batch_size must be in [1, 4096], got %d", c.BatchSize))
 	}
-	if err := c.runtime().Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-func (c embedConfig) runtime() ort.Options {
-	return ort.Options{IntraOpThreads: c.Threads, InterOpThreads: c.InterOp, GraphOptLevel: c.GraphOpt, Spin: c.Spin}
+	return errors.Join(append(errs, c.modelRun.validate()...)...)
 }
 
 func (c embedConfig) limits() imageio.Limits {
@@ -91,22 +58,11 @@ func runEmbed(ctx context.Context, args []string) int {
 	fs.IntVar(&c.Images, "images", 512, "images in the benchmark catalog (rounded up to whole products of 4 views)")
 	fs.IntVar(&c.Size, "size", 500, "nominal side of the generated JPEGs in pixels")
 	fs.Int64Var(&c.Seed, "seed", 1, "synthetic catalog seed")
-	fs.StringVar(&c.Work, "work", "out/bench", "work directory: catalog (generated once, reused), stir binary, run outputs, logs, results JSON")
-	fs.IntVar(&c.Reps, "reps", 3, "repetitions of every measurement, alternating pipeline and loop runs")
-	fs.IntVar(&c.QuietReps, "quiet_reps", 0, "on a shared machine: keep repeating (up to --max_reps) until this many reps ran undisturbed by other processes; 0: off")
-	fs.IntVar(&c.MaxReps, "max_reps", 10, "most repetitions with --quiet_reps")
 	fs.IntVar(&c.BatchSize, "batch_size", 8, "images per forward pass, in the pipeline and the loop")
-	fs.IntVar(&c.Threads, "threads", 2, "ONNX Runtime intra-op threads, in the pipeline and the loop")
-	fs.IntVar(&c.InterOp, "inter_op_threads", 1, "ONNX Runtime inter-op threads")
-	fs.StringVar(&c.GraphOpt, "graph_opt", "all", "ONNX Runtime graph optimisation level: all, extended, basic or disabled")
-	fs.StringVar(&c.Library, "onnxruntime_lib", "", "ONNX Runtime shared library; empty: $STIR_ONNXRUNTIME_LIB, then .local/onnxruntime/")
 	fs.BoolVar(&c.Steady, "steady", true, "also run the pipeline on the first half of the catalog: steady-state rate = extra images / extra wall")
 	fs.BoolVar(&c.DecodeLoop, "decode_loop", true, "also time a loop that decodes each batch from the files on every core, then runs it (the pipeline's schedule, without Beam)")
-	fs.BoolVar(&c.Spin, "spin", false, "let ONNX Runtime's threads spin-wait between operators (stir's --spin), in the pipeline and the loop")
 	fs.BoolVar(&c.Warmup, "warmup", true, "run the pipeline once on the half catalog, untimed, before measuring (warms the page cache)")
-	fs.BoolVar(&c.Pipeline, "pipeline", true, "run the pipeline; false: only the loops (diagnostics)")
-	fs.StringVar(&c.Stir, "stir", "", "prebuilt stir binary; empty: go build -o WORK/stir ./launch/stir")
-	fs.StringVar(&c.JSON, "json", "", "results file; empty: WORK/bench-embed.json")
+	c.modelRun.register(fs, "embed", 10, "run the pipeline; false: only the loops (diagnostics)")
 	fs.Float64Var(&c.MaxMP, "max_megapixels", 40, "image pixel limit (as stir embed's flag)")
 	fs.Int64Var(&c.MaxFileMB, "max_file_mb", 64, "image file size limit in MiB (as stir embed's flag)")
 	fs.Usage = func() {

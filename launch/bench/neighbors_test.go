@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"math"
 	"os"
 	"os/exec"
@@ -361,22 +360,8 @@ func TestBenchNeighborsEndToEnd(t *testing.T) {
 	}
 	var out bytes.Buffer
 	printNeighborsReport(&out, res)
-	for _, want := range []string{"engine SearchSelf", "engine SearchIndex, one-sided", "neighbours stage", "peak RSS (VmHWM)", "budget", "load average at start"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
-		}
-	}
-	if err := writeJSON(c.JSON, res); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(c.JSON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var back neighborsResult
-	if err := json.Unmarshal(data, &back); err != nil {
-		t.Fatalf("results JSON does not decode: %v", err)
-	}
+	checkReport(t, out.String(), "engine SearchSelf", "engine SearchIndex, one-sided", "neighbours stage", "peak RSS (VmHWM)", "budget", "load average at start")
+	back := jsonRoundTrip(t, c.JSON, res)
 	if back.Summary.SelfWall != res.Summary.SelfWall || back.Stage == nil || back.Stage.PeakRSSKiB != st.PeakRSSKiB {
 		t.Errorf("results JSON round trip lost data: %+v", back.Summary)
 	}

@@ -22,28 +22,17 @@ import (
 
 // rerankConfig holds the rerank benchmark's flags.
 type rerankConfig struct {
-	Model       string  `json:"pair_model"`
-	EmbedModel  string  `json:"embed_model"`
-	Images      int     `json:"images"`
-	Size        int     `json:"size"`
-	Seed        int64   `json:"seed"`
-	K           int     `json:"k"`
-	TopN        int     `json:"top_n"`
-	BatchPairs  int     `json:"pair_batch"`
-	CacheImages int     `json:"image_cache"`
-	Work        string  `json:"work"`
-	Reps        int     `json:"reps"`
-	QuietReps   int     `json:"quiet_reps"`
-	MaxReps     int     `json:"max_reps"`
-	Threads     int     `json:"intra_op_threads"`
-	InterOp     int     `json:"inter_op_threads"`
-	GraphOpt    string  `json:"graph_opt"`
-	Spin        bool    `json:"spin"`
-	Library     string  `json:"onnxruntime_lib,omitempty"`
-	Pipeline    bool    `json:"pipeline"`
-	Stir        string  `json:"stir,omitempty"`
-	JSON        string  `json:"json"`
-	MaxMP       float64 `json:"max_megapixels"`
+	Model       string `json:"pair_model"`
+	EmbedModel  string `json:"embed_model"`
+	Images      int    `json:"images"`
+	Size        int    `json:"size"`
+	Seed        int64  `json:"seed"`
+	K           int    `json:"k"`
+	TopN        int    `json:"top_n"`
+	BatchPairs  int    `json:"pair_batch"`
+	CacheImages int    `json:"image_cache"`
+	modelRun
+	MaxMP float64 `json:"max_megapixels"`
 }
 
 func (c rerankConfig) validate() error {
@@ -63,29 +52,7 @@ func (c rerankConfig) validate() error {
 	if c.BatchPairs < 1 || c.BatchPairs > 4096 || c.CacheImages < 1 {
 		errs = append(errs, fmt.Errorf("--pair_batch must be in [1, 4096] and --image_cache ≥ 1, got %d and %d", c.BatchPairs, c.CacheImages))
 	}
-	if c.Work == "" {
-		errs = append(errs, errors.New("--work is required: the directory for the catalog, lists, binaries and results"))
-	}
-	if c.Reps < 1 {
-		errs = append(errs, fmt.Errorf("--reps must be ≥ 1, got %d", c.Reps))
-	}
-	if c.QuietReps < 0 {
-		errs = append(errs, fmt.Errorf("--quiet_reps must be ≥ 0 (0 = off), got %d", c.QuietReps))
-	}
-	if c.QuietReps > 0 && c.MaxReps < max(c.Reps, c.QuietReps) {
-		errs = append(errs, fmt.Errorf("--max_reps (%d) must be at least --reps (%d) and --quiet_reps (%d)", c.MaxReps, c.Reps, c.QuietReps))
-	}
-	if c.QuietReps > 0 && !c.Pipeline {
-		errs = append(errs, errors.New("--quiet_reps needs the pipeline runs (--pipeline)"))
-	}
-	if err := c.runtime().Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-func (c rerankConfig) runtime() ort.Options {
-	return ort.Options{IntraOpThreads: c.Threads, InterOpThreads: c.InterOp, GraphOptLevel: c.GraphOpt, Spin: c.Spin}
+	return errors.Join(append(errs, c.modelRun.validate()...)...)
 }
 
 // limits are stir rerank's image limits: its --max_megapixels, the default byte limit.
@@ -105,18 +72,7 @@ func runRerankBench(ctx context.Context, args []string) int {
 	fs.IntVar(&c.TopN, "top_n", 5, "candidates rescored per query (stir rerank --top_n)")
 	fs.IntVar(&c.BatchPairs, "pair_batch", 10, "pairs per forward pass, in the pipeline and the loop (stir rerank --pair_batch)")
 	fs.IntVar(&c.CacheImages, "image_cache", 512, "preprocessed images kept per bundle (stir rerank --image_cache)")
-	fs.StringVar(&c.Work, "work", "out/bench", "work directory: catalog and lists (generated once, reused), stir binary, run outputs, logs, results JSON")
-	fs.IntVar(&c.Reps, "reps", 3, "repetitions, alternating pipeline and loop runs")
-	fs.IntVar(&c.QuietReps, "quiet_reps", 0, "on a shared machine: keep repeating (up to --max_reps) until this many reps ran undisturbed by other processes; 0: off")
-	fs.IntVar(&c.MaxReps, "max_reps", 8, "most repetitions with --quiet_reps")
-	fs.IntVar(&c.Threads, "threads", 2, "ONNX Runtime intra-op threads, in the pipeline and the loop")
-	fs.IntVar(&c.InterOp, "inter_op_threads", 1, "ONNX Runtime inter-op threads")
-	fs.StringVar(&c.GraphOpt, "graph_opt", "all", "ONNX Runtime graph optimisation level: all, extended, basic or disabled")
-	fs.BoolVar(&c.Spin, "spin", false, "let ONNX Runtime's threads spin-wait between operators (stir's --spin), in the pipeline and the loop")
-	fs.StringVar(&c.Library, "onnxruntime_lib", "", "ONNX Runtime shared library; empty: $STIR_ONNXRUNTIME_LIB, then .local/onnxruntime/")
-	fs.BoolVar(&c.Pipeline, "pipeline", true, "run the pipeline; false: only the loop (pairs/s of the model alone)")
-	fs.StringVar(&c.Stir, "stir", "", "prebuilt stir binary; empty: go build -o WORK/stir ./launch/stir")
-	fs.StringVar(&c.JSON, "json", "", "results file; empty: WORK/bench-rerank.json")
+	c.modelRun.register(fs, "rerank", 8, "run the pipeline; false: only the loop (pairs/s of the model alone)")
 	fs.Float64Var(&c.MaxMP, "max_megapixels", 40, "image pixel limit (as stir rerank's flag)")
 	fs.Usage = func() {
 		w := fs.Output()

@@ -3,10 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -29,8 +26,8 @@ func TestBenchRerankEndToEnd(t *testing.T) {
 	// 16 images: 4 products, 2 of them validation: 8 queries × top_n 3 = 24 pairs,
 	// packed 1 query (3 pairs) per pass of at most 4.
 	c := rerankConfig{Model: tinyPairModel, EmbedModel: tinyEmbedModel, Images: 16, Size: 64, Seed: 1, K: 4, TopN: 3,
-		BatchPairs: 4, CacheImages: 64, Work: work, Reps: 2, Threads: 1, InterOp: 1, GraphOpt: "all",
-		Pipeline: true, MaxMP: 40, JSON: filepath.Join(work, "r.json")}
+		BatchPairs: 4, CacheImages: 64, MaxMP: 40,
+		modelRun: modelRun{Work: work, Reps: 2, Threads: 1, InterOp: 1, GraphOpt: "all", Pipeline: true, JSON: filepath.Join(work, "r.json")}}
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -65,23 +62,9 @@ func TestBenchRerankEndToEnd(t *testing.T) {
 	}
 	var out bytes.Buffer
 	printRerankReport(&out, res)
-	for _, want := range []string{"pipeline, end to end (stir rerank, prism)", "plain loop, pre-decoded pairs", "ratio pipeline / plain loop",
-		"peak RSS", "max |Δ|", "SOP's 302510 pairs", "[2] pipeline"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
-		}
-	}
-	if err := writeJSON(c.JSON, res); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(c.JSON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var back rerankResult
-	if err := json.Unmarshal(data, &back); err != nil {
-		t.Fatalf("results JSON does not decode: %v", err)
-	}
+	checkReport(t, out.String(), "pipeline, end to end (stir rerank, prism)", "plain loop, pre-decoded pairs", "ratio pipeline / plain loop",
+		"peak RSS", "max |Δ|", "SOP's 302510 pairs", "[2] pipeline")
+	back := jsonRoundTrip(t, c.JSON, res)
 	if back.Summary.Ratio != res.Summary.Ratio || len(back.Pipeline) != 2 || back.Config.Model != tinyPairModel {
 		t.Errorf("results JSON round trip lost data: %+v", back.Summary)
 	}
