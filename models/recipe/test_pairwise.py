@@ -4,6 +4,7 @@ train_stir.py helpers): /usr/bin/python3 -m unittest discover -s models/recipe""
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 import tempfile
@@ -229,6 +230,17 @@ class TrainHelpersTest(unittest.TestCase):
         self.assertTrue(bool((row[1:] >= row[:-1]).all()))  # left-to-right ramp kept
         full = train_stir.normalise_u8(ramp[:, :1, :].unsqueeze(0).float().round().to(torch.uint8))
         self.assertLess(abs(float(row[0]) - float(full[0, 0, 0, 0])), 0.1)
+
+    def test_fit_logistic(self):
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(20000, generator=gen) * 2
+        y = (torch.rand(20000, generator=gen) < torch.sigmoid(8 * x - 5)).float()
+        a, b = train_stir.fit_logistic(x, y)
+        self.assertAlmostEqual(a, 8, delta=0.5)
+        self.assertAlmostEqual(b, -5, delta=0.3)
+        # Perfectly separated labels: the ridge keeps the fit finite, the slope steep.
+        a, b = train_stir.fit_logistic(torch.tensor([0.0, 0.1, 0.9, 1.0]), torch.tensor([0.0, 0.0, 1.0, 1.0]))
+        self.assertTrue(math.isfinite(a) and math.isfinite(b) and a > 10)
 
 
 if __name__ == "__main__":

@@ -408,6 +408,19 @@ def neighbour_pairs(cat: Catalog, emb: torch.Tensor, rows: List[int], k: int, bl
     return out
 
 
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, iters: int = 30) -> Tuple[float, float]:
+    """Maximum-likelihood (a, b) of P(y = 1 | x) = sigmoid(a·x + b), by Newton's method (a
+    tiny ridge keeps the Hessian invertible)."""
+    X = torch.stack([x.double(), torch.ones_like(x, dtype=torch.float64)], dim=1)
+    y = y.double()
+    w = torch.zeros(2, dtype=torch.float64, device=x.device)
+    ridge = 1e-6 * torch.eye(2, dtype=torch.float64, device=x.device)
+    for _ in range(iters):
+        p = torch.sigmoid(X @ w)
+        w = w - torch.linalg.solve(X.T @ (X * (p * (1 - p))[:, None]) + ridge, X.T @ (p - y) + ridge @ w)
+    return float(w[0]), float(w[1])
+
+
 def knn_galleries(cat: Catalog, rows: List[int], group: int, sources: str, seed: int) -> List[List[int]]:
     """The row sets searched for neighbour pairs. group 0 and sources "all": every train
     row in one gallery (the default). Otherwise each catalog apart (sources "extra": only
@@ -435,7 +448,8 @@ def knn_galleries(cat: Catalog, rows: List[int], group: int, sources: str, seed:
 def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.ConcatSiamese, List[Dict[str, float]]]:
     """ConcatSiamese training: backbone from the embedder, BCE-with-logits on pairs mined with
     the frozen embedder (in-batch hardest positive/negative per anchor, OML's recipe, plus the
-    embedder's top-k neighbours of every train row); head only first, then everything."""
+    embedder's top-k neighbours of every train row); head only first, then everything.
+    --distill blends the frozen embedder's calibrated verdict on each pair into the target."""
     seed_all(args.seed)
     dev = cat.eval_u8.device
     cfg = embedder.cfg
@@ -460,6 +474,9 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
         return out
 
     knn = mine_knn(args.seed) if args.knn else []
+    # --distill: the target mixes the label with the frozen embedder's own verdict on the same
+    # augmented pair, sigmoid(a·distance + b), (a, b) fitted to the first epoch's pairs.
+    calib: Optional[Tuple[float, float]] = None
     rng = random.Random(args.seed)
     nrng = np.random.default_rng(args.seed)
     log = []
@@ -495,6 +512,11 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
         rng.shuffle(pairs)
         if args.max_pairs:
             pairs = pairs[: args.max_pairs]
+        if args.distill and calib is None and pairs:
+            a_idx = torch.tensor([a for a, _, _ in pairs], device=dev)
+            b_idx = torch.tensor([b for _, b, _ in pairs], device=dev)
+            calib = fit_logistic((emb[a_idx] - emb[b_idx]).norm(dim=1), torch.tensor([float(n) for _, _, n in pairs], device=dev))
+            print(f"distillation target: sigmoid({calib[0]:.3f} · distance + {calib[1]:.3f}), weight {args.distill}", flush=True)
         losses, accs = [], []
         t_epoch = time.time()
         for s in range(0, len(pairs) - args.batch + 1, args.batch):
@@ -513,7 +535,12 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
             y = torch.tensor([float(n) for _, _, n in chunk], device=dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.amp):
                 logits = model(x1, x2)[:, 0].float()
-            loss = F.binary_cross_entropy_with_logits(logits, y)
+            target = y
+            if calib is not None:
+                with torch.no_grad():
+                    dist = (embedder(x1) - embedder(x2)).norm(dim=1)
+                    target = (1 - args.distill) * y + args.distill * torch.sigmoid(calib[0] * dist + calib[1])
+            loss = F.binary_cross_entropy_with_logits(logits, target)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -640,6 +667,12 @@ def main(argv=None) -> None:
     ap.add_argument("--init-pairwise", help="pairwise: start from this pairwise checkpoint instead of the embedder")
     ap.add_argument("--amp", action="store_true", help="pairwise: bfloat16 autocast in the training forward pass")
     ap.add_argument("--max-pairs", type=int, default=0, help="pairwise: cap on the pairs of an epoch (0: all)")
+    ap.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        help="pairwise: weight of the frozen embedder's calibrated verdict in the BCE target (0: labels only)",
+    )
     ap.add_argument("--swap", type=float, default=0.5, help="pairwise: probability of putting the candidate on top")
     ap.add_argument("--max-seconds", type=float, default=0, help="stop starting epochs after this much training time (0: no limit)")
     ap.add_argument(
