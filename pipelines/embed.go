@@ -108,7 +108,7 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
 	o.Format = cat.Format
-	m, err := manifest.Load(o.Model)
+	m, err := manifest.Open(ctx, o.Model)
 	if err != nil {
 		return nil, err
 	}

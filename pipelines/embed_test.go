@@ -156,11 +156,22 @@ func TestEmbedPipeline(t *testing.T) {
 	}
 }
 
-// TestEmbedPipelineGCS runs the same job with the catalog, the images and the outputs in a
-// Cloud Storage emulator, and compares the records with a local run.
+// TestEmbedPipelineGCS runs the same job with the catalog, the images, the model and the
+// outputs in a Cloud Storage emulator, and compares the records with a local run.
 func TestEmbedPipelineGCS(t *testing.T) {
 	ctx := context.Background()
+	t.Setenv("STIR_CACHE_DIR", t.TempDir()) // where the workers copy the gs:// model
 	dir, sum := generate(t)
+	modelDir := filepath.Dir(options("", "").Model)
+	for _, name := range []string{"embedder.json", "embedder.onnx"} {
+		data, err := os.ReadFile(filepath.Join(modelDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := blob.WriteFile(ctx, "gs://bucket/models/"+name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, rel := range files(t, dir) {
 		data, err := os.ReadFile(filepath.Join(dir, rel))
 		if err != nil {
@@ -172,12 +183,17 @@ func TestEmbedPipelineGCS(t *testing.T) {
 	}
 	local := t.TempDir()
 	run(t, options(sum.CatalogPath, local))
-	run(t, options("gs://bucket/data/"+synth.CatalogFile, "gs://bucket/out"))
+	remote := options("gs://bucket/data/"+synth.CatalogFile, "gs://bucket/out")
+	remote.Model = "gs://bucket/models/embedder.json"
+	run(t, remote)
 
-	_, want, wantRej := outputs(t, local)
+	wantM, want, wantRej := outputs(t, local)
 	m, got, gotRej := outputs(t, "gs://bucket/out")
 	if m.CatalogURI != "gs://bucket/data/"+synth.CatalogFile {
 		t.Errorf("provenance catalog = %q", m.CatalogURI)
+	}
+	if m.ModelSHA256 != wantM.ModelSHA256 || m.ModelName != wantM.ModelName {
+		t.Errorf("provenance model %s %s, local run %s %s", m.ModelName, m.ModelSHA256, wantM.ModelName, wantM.ModelSHA256)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("gs:// run gave %d records differing from the local run's %d", len(got), len(want))

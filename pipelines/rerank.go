@@ -102,7 +102,7 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	if cat.Snapshot != m.CatalogSnapshot {
 		return nil, fmt.Errorf("the lists in %s were computed from catalog snapshot %s, but %s is %s: rerank with that catalog, or rerun the pipeline", o.Lists, m.CatalogSnapshot, o.Catalog, cat.Snapshot)
 	}
-	pm, err := manifest.Load(o.Model)
+	pm, err := manifest.Open(ctx, o.Model)
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func embedOptionFlags(fs *flag.FlagSet, o *pipelines.EmbedOptions) func() {
 	fs.StringVar(&o.Format, "catalog_format", "", "catalog format: csv or parquet; empty: from the file extension")
 	fs.StringVar(&o.Root, "root", "", "dataset root that catalog paths are relative to; empty: the catalog's directory")
 	fs.StringVar(&o.Output, "output", "", "run directory, local or gs:// (required); gets embeddings/ and rejects/")
-	fs.StringVar(&o.Model, "model", defaultModel, "embedder: ONNX file or its manifest (.json beside it)")
+	fs.StringVar(&o.Model, "model", defaultModel, "embedder: ONNX file or its manifest (.json beside it), local or gs:// (a remote model is copied once into $STIR_CACHE_DIR/models)")
 	fs.IntVar(&o.BatchSize, "batch_size", 8, "images per forward pass")
 	fs.IntVar(&o.EmbeddingShards, "embedding_shards", 0, "number of embeddings Parquet files; 0: one per 50,000 rows")
 	fs.IntVar(&o.CatalogShards, "catalog_shards", 0, "parallel catalog readers; 0: one per 20,000 rows")

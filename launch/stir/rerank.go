@@ -35,7 +35,7 @@ func rerankFlags(fs *flag.FlagSet) func(context.Context) error {
 	fs.StringVar(&o.Lists, "lists", "", "neighbours directory to rerank; empty: OUTPUT/neighbors")
 	fs.StringVar(&o.Catalog, "catalog", "", "catalog of the lists; empty: the one named in their provenance")
 	fs.StringVar(&o.Root, "root", "", "dataset root of the catalog's paths; empty: the catalog's directory")
-	fs.StringVar(&o.Model, "pair_model", defaultPairModel, "STIR pairwise model: ONNX file or its manifest")
+	fs.StringVar(&o.Model, "pair_model", defaultPairModel, "STIR pairwise model: ONNX file or its manifest, local or gs://")
 	fs.Float64Var(&maxMP, "max_megapixels", 40, "refuse images over this many megapixels before decoding them")
 	fs.BoolVar(&o.Progress, "progress", true, "print progress lines while running")
 	rerankOptionFlags(fs, &o)

@@ -18,7 +18,7 @@ func runFlags(fs *flag.FlagSet) func(context.Context) error {
 	var ev pipelines.EvaluateOptions
 	finish := embedOptionFlags(fs, &e)
 	neighborsOptionFlags(fs, &n)
-	fs.StringVar(&r.Model, "pair_model", defaultPairModel, "STIR pairwise model; empty: no reranking")
+	fs.StringVar(&r.Model, "pair_model", defaultPairModel, "STIR pairwise model, local or gs://; empty: no reranking")
 	rerankOptionFlags(fs, &r)
 	ksFlags(fs, &ev.KS)
 	return func(ctx context.Context) error {

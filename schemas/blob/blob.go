@@ -20,6 +20,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -74,24 +75,38 @@ func ReadFile(ctx context.Context, uri string) ([]byte, error) {
 	return data, nil
 }
 
-// Size returns the size in bytes of a file or object.
-func Size(ctx context.Context, uri string) (int64, error) {
+// Info describes a file or object.
+type Info struct {
+	Size int64
+	// Version changes whenever the content may have: the object's generation on Cloud
+	// Storage, the modification time in nanoseconds on local disk.
+	Version string
+}
+
+// Stat returns the size and version of a file or object.
+func Stat(ctx context.Context, uri string) (Info, error) {
 	if !IsGCS(uri) {
 		st, err := os.Stat(uri)
 		if err != nil {
-			return 0, err
+			return Info{}, err
 		}
-		return st.Size(), nil
+		return Info{Size: st.Size(), Version: "mtime:" + strconv.FormatInt(st.ModTime().UnixNano(), 10)}, nil
 	}
 	obj, err := object(ctx, uri)
 	if err != nil {
-		return 0, err
+		return Info{}, err
 	}
 	attrs, err := obj.Attrs(ctx)
 	if err != nil {
-		return 0, gcsErr(uri, err)
+		return Info{}, gcsErr(uri, err)
 	}
-	return attrs.Size, nil
+	return Info{Size: attrs.Size, Version: "generation:" + strconv.FormatInt(attrs.Generation, 10)}, nil
+}
+
+// Size returns the size in bytes of a file or object.
+func Size(ctx context.Context, uri string) (int64, error) {
+	info, err := Stat(ctx, uri)
+	return info.Size, err
 }
 
 // Writer writes one file or object; nothing is visible under the final name until Commit.

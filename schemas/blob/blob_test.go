@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stirpipe/stirpipe/schemas/blob/blobtest"
 )
@@ -38,6 +39,23 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if n, err := Size(ctx, uri); err != nil || n != int64(len(want)) {
 				t.Fatalf("Size = %d, %v", n, err)
+			}
+			before, err := Stat(ctx, uri)
+			if err != nil || before.Version == "" {
+				t.Fatalf("Stat = %+v, %v", before, err)
+			}
+			if !IsGCS(uri) { // a rewrite within the clock's resolution would keep the time
+				old := time.Now().Add(-time.Hour)
+				if err := os.Chtimes(uri, old, old); err != nil {
+					t.Fatal(err)
+				}
+				before, _ = Stat(ctx, uri)
+			}
+			if err := WriteFile(ctx, uri, want); err != nil {
+				t.Fatal(err)
+			}
+			if after, err := Stat(ctx, uri); err != nil || after.Version == before.Version || after.Size != before.Size {
+				t.Fatalf("Stat after a rewrite = %+v, %v; before %+v: want a new version", after, err, before)
 			}
 			files, err := List(ctx, Join(base, "a"))
 			if err != nil || len(files) != 1 || files[0] != uri {

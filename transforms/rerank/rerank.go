@@ -170,7 +170,7 @@ func (fn *rerankFn) Setup(ctx context.Context) error {
 	if err := ort.Init(fn.Config.Library); err != nil {
 		return err
 	}
-	m, err := manifest.Load(fn.Config.Model)
+	m, err := manifest.Open(ctx, fn.Config.Model)
 	if err != nil {
 		return err
 	}
