@@ -152,14 +152,15 @@ func Embed(s beam.Scope, p *EmbedPlan) {
 	o := p.Options
 	rows := catalogio.Read(s, catalogio.Source{URI: o.Catalog, Format: o.Format, Snapshot: p.Catalog.Snapshot, Shards: o.CatalogShards})
 	embs, rejs := embed.Embed(s, rows, embed.Config{
-		Model:     o.Model,
-		Root:      o.Root,
-		BatchSize: o.BatchSize,
-		Runtime:   o.Runtime,
-		Library:   o.Library,
-		Limits:    o.Limits,
-		Total:     int64(len(p.Catalog.Rows)),
-		Progress:  o.Progress,
+		Model:       o.Model,
+		ModelSHA256: p.Provenance.ModelSHA256,
+		Root:        o.Root,
+		BatchSize:   o.BatchSize,
+		Runtime:     o.Runtime,
+		Library:     o.Library,
+		Limits:      o.Limits,
+		Total:       int64(len(p.Catalog.Rows)),
+		Progress:    o.Progress,
 	})
 	sink.Embeddings(s, embs, blob.Join(o.Output, EmbeddingsDir), o.EmbeddingShards, p.Provenance)
 	sink.Rejects(s, rejs, RejectsFile(o.Output, "embed"))

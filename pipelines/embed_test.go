@@ -206,6 +206,22 @@ func TestEmbedPipelineGCS(t *testing.T) {
 	}
 }
 
+// TestWorkersRefuseAnotherModel: a worker whose model file is not the one hashed at launch
+// (as when the file is replaced mid-job) stops the job instead of mixing two models.
+func TestWorkersRefuseAnotherModel(t *testing.T) {
+	_, sum := generate(t)
+	plan, err := PrepareEmbed(context.Background(), options(sum.CatalogPath, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan.Provenance.ModelSHA256 = strings.Repeat("0", 64)
+	p, s := beam.NewPipelineWithRoot()
+	Embed(s, plan)
+	if err := ptest.Run(p); err == nil || !strings.Contains(err.Error(), "changed since the job was launched") {
+		t.Fatalf("run with another model's hash: %v, want a refusal", err)
+	}
+}
+
 // TestPrepareEmbedStopsBadInput: a bad flag, catalog, model or library stops the job
 // before the pipeline runs, with a message naming the problem.
 func TestPrepareEmbedStopsBadInput(t *testing.T) {

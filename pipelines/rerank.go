@@ -130,7 +130,7 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	return &RerankPlan{
 		Options: o, Files: files, Provenance: prov,
 		Catalog: catalogio.Source{URI: o.Catalog, Format: cat.Format, Snapshot: cat.Snapshot, Shards: ceilDiv(len(cat.Rows), 20_000)},
-		Config: rerank.Config{Model: o.Model, Catalog: o.Catalog, Root: o.Root,
+		Config: rerank.Config{Model: o.Model, ModelSHA256: sha, Catalog: o.Catalog, Root: o.Root,
 			TopN: o.TopN, BatchPairs: o.BatchPairs, CacheImages: o.CacheImages, Runtime: o.Runtime, Library: o.Library,
 			Limits: o.Limits, Total: m.Rows, Progress: o.Progress},
 	}, nil

@@ -64,6 +64,22 @@ func neighborsRun(t *testing.T) (string, string) {
 	return dir, out
 }
 
+// TestRerankWorkersRefuseAnotherModel: as TestWorkersRefuseAnotherModel, for the pairwise
+// model of the rerank stage.
+func TestRerankWorkersRefuseAnotherModel(t *testing.T) {
+	_, out := neighborsRun(t)
+	plan, err := PrepareRerank(context.Background(), rerankOptions(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan.Config.ModelSHA256 = strings.Repeat("0", 64)
+	p, s := beam.NewPipelineWithRoot()
+	Rerank(s, plan)
+	if err := ptest.Run(p); err == nil || !strings.Contains(err.Error(), "changed since the job was launched") {
+		t.Fatalf("run with another model's hash: %v, want a refusal", err)
+	}
+}
+
 // TestRerankPipeline: on prism, every reranked list equals OML's formula applied to the
 // pairwise model's scores of the same pairs computed one by one outside Beam; the output
 // is byte-identical across runs; a query whose head image vanished keeps its list and is

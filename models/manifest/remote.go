@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/stirpipe/stirpipe/schemas/blob"
 )
@@ -44,6 +45,16 @@ func Open(ctx context.Context, uri string) (*Manifest, error) {
 	return m, nil
 }
 
+// CheckModel returns an error when a worker's model file (hex SHA-256 got) is not the one the
+// job was launched with (want; "" = unchecked): a model replaced mid-job would otherwise
+// mix two models' outputs under one provenance.
+func CheckModel(uri, want, got string) error {
+	if want == "" || want == got {
+		return nil
+	}
+	return fmt.Errorf("model %s changed since the job was launched (sha256 %.12s…, launched with %.12s…): rerun the job so that every worker uses one model", uri, got, want)
+}
+
 // CacheDir is where remote model files are copied: $STIR_CACHE_DIR/models, else the user
 // cache directory's stirpipe/models, else the system temporary directory's.
 func CacheDir() string {
@@ -56,17 +67,25 @@ func CacheDir() string {
 	return filepath.Join(os.TempDir(), "stirpipe", "models")
 }
 
+// keepVersions is how long a cached copy of an older version of a model outlives its last
+// use: jobs still running with it may start more workers.
+const keepVersions = 24 * time.Hour
+
 // fetch returns the local copy of the object src, copying it first when this version of it
-// is not in the cache. The copy appears atomically, so processes fetching at once each
-// write a whole file and readers never see part of one.
+// is not in the cache: CacheDir/<hash of src>/<hash of version>/<name>. The copy appears
+// atomically, so processes fetching at once each write a whole file and readers never see
+// part of one. A new copy removes the other versions of src not used for keepVersions.
 func fetch(ctx context.Context, src string) (string, error) {
 	info, err := blob.Stat(ctx, src)
 	if err != nil {
 		return "", fmt.Errorf("model file: %w", err)
 	}
-	key := sha256.Sum256([]byte(src + "\x00" + info.Version))
-	dst := filepath.Join(CacheDir(), hex.EncodeToString(key[:12]), path.Base(src))
+	root := filepath.Join(CacheDir(), shortHash(src))
+	dir := filepath.Join(root, shortHash(info.Version))
+	dst := filepath.Join(dir, path.Base(src))
 	if st, err := os.Stat(dst); err == nil && st.Size() == info.Size {
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now) // last use, for pruning
 		return dst, nil
 	}
 	r, err := blob.Open(ctx, src)
@@ -89,5 +108,23 @@ func fetch(ctx context.Context, src string) (string, error) {
 	if err := w.Commit(); err != nil {
 		return "", err
 	}
+	prune(root, dir)
 	return dst, nil
+}
+
+// prune removes the version folders under root, other than keep, unused for keepVersions.
+// It is best effort: a folder that cannot be removed stays.
+func prune(root, keep string) {
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		dir := filepath.Join(root, e.Name())
+		if info, err := e.Info(); err == nil && dir != keep && time.Since(info.ModTime()) > keepVersions {
+			_ = os.RemoveAll(dir)
+		}
+	}
+}
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:12])
 }

@@ -34,7 +34,8 @@ func put(t *testing.T, uri, data string) {
 }
 
 // TestOpenRemote: a gs:// manifest's model is copied once per object version into the
-// cache, by the manifest's or the ONNX file's URI; a rewritten object is copied anew.
+// cache, by the manifest's or the ONNX file's URI; a rewritten object is copied anew, and
+// copies of old versions go once unused for a day.
 func TestOpenRemote(t *testing.T) {
 	ctx := context.Background()
 	t.Setenv("STIR_CACHE_DIR", t.TempDir())
@@ -63,6 +64,11 @@ func TestOpenRemote(t *testing.T) {
 		t.Fatalf("second open: %s (%v), want the untouched copy %s", again.Model, err, m.Model)
 	}
 
+	// A new version is copied anew; the old copy, unused for two days, is removed.
+	twoDays := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(filepath.Dir(m.Model), twoDays, twoDays); err != nil {
+		t.Fatal(err)
+	}
 	put(t, "gs://bucket/m/embedder.onnx", "graph v2, longer")
 	newer, err := Open(ctx, "gs://bucket/m/embedder.json")
 	if err != nil {
@@ -70,6 +76,17 @@ func TestOpenRemote(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(newer.Model); newer.Model == m.Model || string(data) != "graph v2, longer" {
 		t.Fatalf("after a rewrite: %s holds %q", newer.Model, data)
+	}
+	if _, err := os.Stat(m.Model); !os.IsNotExist(err) {
+		t.Errorf("the copy of the old version, unused for two days, is still there (%v)", err)
+	}
+	// A version used recently stays when the next one is copied.
+	put(t, "gs://bucket/m/embedder.onnx", "graph v3")
+	if _, err := Open(ctx, "gs://bucket/m/embedder.json"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(newer.Model); err != nil {
+		t.Errorf("the copy of version 2, used a moment ago, was removed: %v", err)
 	}
 }
 

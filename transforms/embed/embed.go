@@ -47,8 +47,11 @@ func RejectedCounter(reason string) string { return "rejected_" + reason }
 
 // Config is the embedding stage's configuration; it travels to the workers.
 type Config struct {
-	// Model is the model manifest (or the ONNX file beside it), as a local path.
+	// Model is the model manifest (or the ONNX file beside it), local or gs://.
 	Model string
+	// ModelSHA256 is the ONNX file's hex SHA-256 at launch; a worker whose copy differs
+	// stops ("" = unchecked).
+	ModelSHA256 string
 	// Root is the dataset root that catalog paths are relative to (local or gs://).
 	Root string
 	// BatchSize is how many images go through the model in one forward pass.
@@ -118,6 +121,9 @@ func (fn *embedFn) Setup(ctx context.Context) error {
 	}
 	fn.model, err = embedder.Open(m, fn.Config.Runtime)
 	if err != nil {
+		return err
+	}
+	if err := manifest.CheckModel(fn.Config.Model, fn.Config.ModelSHA256, fn.model.ModelSHA256()); err != nil {
 		return err
 	}
 	if fn.images, err = imageload.New(fn.Config.Root, fn.Config.Limits, m.Preprocess); err != nil {

@@ -65,8 +65,11 @@ var (
 
 // Config configures the rerank stage; it travels to the workers.
 type Config struct {
-	// Model is the pairwise model's manifest (or the ONNX file beside it).
+	// Model is the pairwise model's manifest (or the ONNX file beside it), local or gs://.
 	Model string
+	// ModelSHA256 is the ONNX file's hex SHA-256 at launch; a worker whose copy differs
+	// stops ("" = unchecked).
+	ModelSHA256 string
 	// Catalog names the catalog the rows come from, for messages.
 	Catalog string
 	// Root is the dataset root of the catalog's image paths.
@@ -175,6 +178,9 @@ func (fn *rerankFn) Setup(ctx context.Context) error {
 		return err
 	}
 	if fn.scorer, err = pairwise.Open(m, fn.Config.Runtime); err != nil {
+		return err
+	}
+	if err := manifest.CheckModel(fn.Config.Model, fn.Config.ModelSHA256, fn.scorer.ModelSHA256()); err != nil {
 		return err
 	}
 	fn.score = fn.scorer.Score
