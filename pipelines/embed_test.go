@@ -3,7 +3,6 @@ package pipelines
 import (
 	"context"
 	"io/fs"
-	"log"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -23,15 +22,7 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/synth"
 )
 
-func TestMain(m *testing.M) {
-	emu, err := blobtest.Start("bucket")
-	if err != nil {
-		log.Fatal(err)
-	}
-	code := ptest.MainRet(m)
-	emu.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { blobtest.Main(func() int { return ptest.MainRet(m) }, "bucket") }
 
 // generate writes a small catalog with broken files into a fresh directory.
 func generate(t *testing.T) (string, *synth.Summary) {

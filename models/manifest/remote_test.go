@@ -2,7 +2,6 @@ package manifest
 
 import (
 	"context"
-	"log"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,15 +12,7 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/blob/blobtest"
 )
 
-func TestMain(m *testing.M) {
-	emu, err := blobtest.Start("bucket")
-	if err != nil {
-		log.Fatal(err)
-	}
-	code := m.Run()
-	emu.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { blobtest.Main(m.Run, "bucket") }
 
 // time0 marks a cached copy, to tell whether a later Open copied the file again.
 var time0 = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)

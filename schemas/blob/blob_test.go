@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"log"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,15 +13,7 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/blob/blobtest"
 )
 
-func TestMain(m *testing.M) {
-	emu, err := blobtest.Start("bucket")
-	if err != nil {
-		log.Fatal(err)
-	}
-	code := m.Run()
-	emu.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { blobtest.Main(m.Run, "bucket") }
 
 func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"log"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -27,15 +26,7 @@ import (
 
 const testBucket = "stir-embeddings-test"
 
-func TestMain(m *testing.M) {
-	emu, err := blobtest.Start(testBucket)
-	if err != nil {
-		log.Fatal(err)
-	}
-	code := m.Run()
-	emu.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { blobtest.Main(m.Run, testBucket) }
 
 func testProvenance(dim int) Provenance {
 	return Provenance{

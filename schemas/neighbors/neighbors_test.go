@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -31,15 +30,7 @@ import (
 
 const testBucket = "stir-neighbors-test"
 
-func TestMain(m *testing.M) {
-	emu, err := blobtest.Start(testBucket)
-	if err != nil {
-		log.Fatal(err)
-	}
-	code := m.Run()
-	emu.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { blobtest.Main(m.Run, testBucket) }
 
 // testProvenance returns a valid provenance of the given stage.
 func testProvenance(stage string, k int) Provenance {

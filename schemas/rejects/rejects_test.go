@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,15 +20,7 @@ import (
 
 const testBucket = "stir-rejects-test"
 
-func TestMain(m *testing.M) {
-	emu, err := blobtest.Start(testBucket)
-	if err != nil {
-		log.Fatal(err)
-	}
-	code := m.Run()
-	emu.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { blobtest.Main(m.Run, testBucket) }
 
 // sample returns rejects in no particular order, with the same item rejected by two stages
 // and two identical-looking rows that differ only in detail.

@@ -40,3 +40,17 @@ func Start(buckets ...string) (*Emulator, error) {
 
 // Stop shuts the emulator down.
 func (e *Emulator) Stop() { e.server.Stop() }
+
+// Main is a TestMain body: it starts an emulator with the given buckets, runs the tests
+// (run is m.Run, or ptest.MainRet's equivalent), stops the emulator and exits with their
+// status.
+func Main(run func() int, buckets ...string) {
+	emu, err := Start(buckets...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := run()
+	emu.Stop()
+	os.Exit(code)
+}
