@@ -54,21 +54,21 @@ GOLDEN_NAME = "pairwise.json"
 TOP_N = train_stir.TOP_N
 
 
-def check_export(model_dir: str, config: str, emb_ckpt: str, pw_ckpt: str) -> Tuple[vit.ViT, pairwise.ConcatSiamese, Dict, Dict]:
+def check_export(model_dir: str, config: str, pair_config: str, emb_ckpt: str, pw_ckpt: str) -> Tuple[vit.ViT, pairwise.ConcatSiamese, Dict, Dict]:
     """The torch models of the committed graphs: rebuilt, re-exported, compared byte for byte."""
     with open(os.path.join(model_dir, export.MANIFEST_NAME)) as f:
         emb_man = json.load(f)
     with open(os.path.join(model_dir, export.PAIRWISE_MANIFEST_NAME)) as f:
         pw_man = json.load(f)
     embedder = export.build_model(config, 0, emb_ckpt, emb_man["normalized"])
-    pair = export.build_pairwise(config, 0, pw_ckpt)
+    pair = export.build_pairwise(pair_config, 0, pw_ckpt)
     with tempfile.TemporaryDirectory() as tmp:
         jobs = [
             (export.ONNX_NAME, lambda p: export.export(embedder, p, export.metadata(config, 0, emb_ckpt, emb_man["normalized"]))),
             (
                 export.PAIRWISE_ONNX_NAME,
                 lambda p: export.export_pairwise(
-                    pair, p, export.metadata(config, 0, pw_ckpt, False, export.PAIRWISE, pair.hidden)
+                    pair, p, export.metadata(pair_config, 0, pw_ckpt, False, export.PAIRWISE, pair.hidden)
                 ),
             ),
         ]
@@ -134,6 +134,7 @@ def main(argv=None) -> None:
     ap.add_argument("--refresh", action="store_true", help="keep the inputs of the existing pairwise.json")
     ap.add_argument("--model-dir", required=True, help="directory of embedder.onnx/.json and pairwise.onnx/.json")
     ap.add_argument("--config", choices=sorted(vit.CONFIGS), required=True)
+    ap.add_argument("--pair-config", choices=sorted(vit.CONFIGS), help="the pairwise backbone's configuration (default --config)")
     ap.add_argument("--embedder-checkpoint", required=True)
     ap.add_argument("--pairwise-checkpoint", required=True)
     ap.add_argument("--queries", type=int, default=3, help="queries to take (each brings top_n pairs)")
@@ -141,7 +142,8 @@ def main(argv=None) -> None:
     if args.refresh == bool(args.catalog or args.root) or bool(args.catalog) != bool(args.root):
         ap.error("give either --catalog and --root, or --refresh")
     torch.set_num_threads(2)
-    embedder, pair, emb_man, pw_man = check_export(args.model_dir, args.config, args.embedder_checkpoint, args.pairwise_checkpoint)
+    pair_config = args.pair_config or args.config
+    embedder, pair, emb_man, pw_man = check_export(args.model_dir, args.config, pair_config, args.embedder_checkpoint, args.pairwise_checkpoint)
     embedder.eval()
     pair.eval()
     out_dir = os.path.join(args.model_dir, "golden")
@@ -220,7 +222,7 @@ def main(argv=None) -> None:
             "distance (not stored as an image), and `reranked`/`reranked_distances` OML's "
             "PairwiseReranker result (method.md §4, stable sort)."
         ),
-        "model": model_block(args.model_dir, export.PAIRWISE_ONNX_NAME, export.PAIRWISE_MANIFEST_NAME, pw_man, args.config, args.pairwise_checkpoint),
+        "model": model_block(args.model_dir, export.PAIRWISE_ONNX_NAME, export.PAIRWISE_MANIFEST_NAME, pw_man, pair_config, args.pairwise_checkpoint),
         "embedder": model_block(args.model_dir, export.ONNX_NAME, export.MANIFEST_NAME, emb_man, args.config, args.embedder_checkpoint),
         "preprocess": {"resize_to": golden.SIZE, "crop_size": golden.SIZE, "mean": list(golden.MEAN), "std": list(golden.STD)},
         "produced_by": {

@@ -19,6 +19,7 @@ Dev-time only: the pipeline runs the ONNX export of `PairwiseGraph`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -80,8 +81,26 @@ class ConcatSiamese(nn.Module):
 
     def load_embedder(self, embedder: vit.ViT) -> None:
         """Initialises the backbone from a trained embedder, as OML initialises the pairwise
-        extractor from the embedding model's checkpoint (the head keeps its init)."""
-        self.vit.load_state_dict(embedder.state_dict(), strict=True)
+        extractor from the embedding model's checkpoint (the head keeps its init).
+
+        A backbone deeper than the embedder, otherwise of its shape, is grown from it: the
+        embedder's blocks come first, and each extra block starts as the identity (its
+        attention and MLP output projections zeroed, the rest kept), so the grown backbone
+        computes exactly the embedder's features until training changes them."""
+        mine, theirs = self.cfg, embedder.cfg
+        if mine == theirs:
+            self.vit.load_state_dict(embedder.state_dict(), strict=True)
+            return
+        if dataclasses.replace(mine, depth=theirs.depth) != theirs or mine.depth < theirs.depth:
+            raise ValueError(f"a pairwise backbone {mine} cannot start from an embedder {theirs}: only a deeper copy of its shape can")
+        state = self.vit.state_dict()
+        state.update(embedder.state_dict())  # block indices below the embedder's depth
+        self.vit.load_state_dict(state, strict=True)
+        with torch.no_grad():
+            for blk in self.vit.blocks[theirs.depth :]:
+                for lin in (blk.attn.proj, blk.mlp.fc2):
+                    lin.weight.zero_()
+                    lin.bias.zero_()
 
     def stir_state_dict(self) -> Dict[str, torch.Tensor]:
         """The state dict in ConcatSiamese's key layout (what `load_checkpoint` reads)."""

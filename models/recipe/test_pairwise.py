@@ -70,6 +70,24 @@ class ConcatSiameseTest(unittest.TestCase):
         for k, v in emb.state_dict().items():
             self.assertTrue(torch.equal(m.state_dict()["extractor.model." + k], v), k)
 
+    def test_grow_from_embedder(self):
+        emb = vit.ViT(TINY)
+        vit.init_weights(emb, seed=4, std=0.1)
+        deep = vit.CONFIGS["tiny-d4"]
+        m = pairwise.ConcatSiamese(deep)
+        vit.init_weights(m.vit, seed=5, std=0.1)
+        m.load_embedder(emb)
+        x = images(2, 3)[0]
+        with torch.no_grad():  # the extra blocks start as the identity
+            torch.testing.assert_close(m.vit.features(x), emb.features(x), rtol=0, atol=1e-6)
+        extra = m.vit.blocks[TINY.depth]
+        self.assertEqual(float(extra.mlp.fc2.weight.abs().sum()), 0.0)
+        self.assertGreater(float(extra.mlp.fc1.weight.abs().sum()), 0.0)  # still trainable
+        for other in (vit.CONFIGS["small"], TINY):  # another shape, or shallower than deep
+            with self.assertRaises(ValueError):
+                src = vit.ViT(deep) if other is TINY else emb
+                pairwise.ConcatSiamese(other).load_embedder(src)
+
 
 class CheckpointTest(unittest.TestCase):
     def save_and_load(self, obj):

@@ -453,11 +453,13 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
     seed_all(args.seed)
     dev = cat.eval_u8.device
     cfg = embedder.cfg
+    pair_cfg = vit.CONFIGS[args.pair_config or args.config]
     if args.init_pairwise:
         # Continue an earlier pairwise run (its head and backbone).
-        model = pairwise.load_checkpoint(args.init_pairwise, cfg)
+        model = pairwise.load_checkpoint(args.init_pairwise, pair_cfg)
     else:
-        model = pairwise.ConcatSiamese(cfg)
+        model = pairwise.ConcatSiamese(pair_cfg)
+        vit.init_weights(model.vit, seed=args.seed, std=args.init_std)  # blocks beyond the embedder's
         pairwise.init_head(model, args.seed)
         model.load_embedder(embedder)
     model.to(dev)
@@ -636,6 +638,11 @@ def main(argv=None) -> None:
     ap.add_argument("--train-root", action="append", default=[], help="the dataset root of each --train-catalog, in order")
     ap.add_argument("--workers", type=int, default=1, help="processes decoding the images")
     ap.add_argument("--config", choices=sorted(vit.CONFIGS), default="tiny")
+    ap.add_argument(
+        "--pair-config",
+        choices=sorted(vit.CONFIGS),
+        help="pairwise backbone (default --config); a deeper one of the same shape (e.g. tiny-d4) is grown from the embedder",
+    )
     ap.add_argument("--embedder", help="embedder checkpoint (default OUT/embedder.pt)")
     ap.add_argument("--pairwise", help="pairwise checkpoint (default OUT/pairwise.pt)")
     ap.add_argument("--seed", type=int, default=0)
@@ -724,7 +731,7 @@ def main(argv=None) -> None:
         print(f"STIR (top_n {TOP_N}):\n" + retrieval.format_metrics(after))
     else:
         embedder = vit.load_checkpoint(emb_path, vit.CONFIGS[args.config])
-        model = pairwise.load_checkpoint(pw_path, vit.CONFIGS[args.config])
+        model = pairwise.load_checkpoint(pw_path, vit.CONFIGS[args.pair_config or args.config])
         before, after, _ = evaluate_stir(embedder, model, cat)
         record.update(
             embedder_sha256=export.sha256_file(emb_path),

@@ -61,6 +61,10 @@ CONFIGS: Dict[str, ViTConfig] = {
     "tiny": ViTConfig(dim=64, depth=2, heads=4, mlp_dim=256),
     # A slightly larger stand-in, same input contract; ≈ 0.43M parameters.
     "small": ViTConfig(dim=96, depth=3, heads=4, mlp_dim=384),
+    # `tiny` with more blocks: STIR pairwise backbones grown from a `tiny` embedder
+    # (pairwise.ConcatSiamese.load_embedder), more capacity with the embedder's start.
+    "tiny-d4": ViTConfig(dim=64, depth=4, heads=4, mlp_dim=256),
+    "tiny-d6": ViTConfig(dim=64, depth=6, heads=4, mlp_dim=256),
 }
 
 

@@ -77,7 +77,7 @@ type GoldenModel struct {
 	Manifest string `json:"manifest"`
 	// Name is the manifest's model name.
 	Name string `json:"name"`
-	// Config is the recipe configuration ("tiny", "vits16").
+	// Config is the recipe configuration ("tiny", "tiny-d4", "vits16", …: vit.CONFIGS).
 	Config string `json:"config"`
 	// Seed is the random-init seed, nil for a checkpoint.
 	Seed *int `json:"seed"`
