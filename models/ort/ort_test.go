@@ -568,8 +568,26 @@ func TestHashCache(t *testing.T) {
 	if got := hash(); got != want || got == planted {
 		t.Errorf("hash after a rewrite %s, want %s", got, want)
 	}
-	// A broken entry or an unusable cache directory falls back to hashing.
+	// Writing a new entry prunes those unused for a month; a recently read one stays.
+	old := entries[0] // the first version's entry
+	month := time.Now().Add(-31 * 24 * time.Hour)
+	if err := os.Chtimes(old, month, month); err != nil {
+		t.Fatal(err)
+	}
+	hash() // reads the current version's entry, marking it used
+	time.Sleep(10 * time.Millisecond)
+	if err := os.WriteFile(p, []byte("abe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want, _ = FileSHA256(p)
+	if got := hash(); got != want {
+		t.Errorf("hash of a third version %s, want %s", got, want)
+	}
 	entries, _ = filepath.Glob(filepath.Join(HashCacheDir(), "*"))
+	if _, err := os.Stat(old); !os.IsNotExist(err) || len(entries) != 2 {
+		t.Errorf("after pruning the cache holds %q; want the month-old entry gone and two left", entries)
+	}
+	// A broken entry or an unusable cache directory falls back to hashing.
 	for _, e := range entries {
 		os.WriteFile(e, []byte("not a hash"), 0o644)
 	}
