@@ -105,7 +105,7 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 	}
 	cat, err := catalog.Load(ctx, o.Catalog, catalog.Options{Format: o.Format, Root: o.Root})
 	if err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
+		return nil, err // catalog.Load names the catalog
 	}
 	o.Format = cat.Format
 	m, err := manifest.Open(ctx, o.Model)

@@ -79,7 +79,7 @@ func PrepareEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluatePlan, err
 	if o.Catalog != "" {
 		cat, err := catalog.Load(ctx, o.Catalog, catalog.Options{})
 		if err != nil {
-			return nil, fmt.Errorf("catalog: %w", err)
+			return nil, err // catalog.Load names the catalog
 		}
 		if cat.Snapshot != p.Before.CatalogSnapshot {
 			return nil, fmt.Errorf("the lists in %s were computed from catalog %s (%s), but --catalog %s is %s: evaluate them with that catalog, or rerun the pipeline on this one",

@@ -97,7 +97,7 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	}
 	cat, err := catalog.Load(ctx, o.Catalog, catalog.Options{Root: o.Root})
 	if err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
+		return nil, err // catalog.Load names the catalog
 	}
 	if cat.Snapshot != m.CatalogSnapshot {
 		return nil, fmt.Errorf("the lists in %s were computed from catalog snapshot %s, but %s is %s: rerank with that catalog, or rerun the pipeline", o.Lists, m.CatalogSnapshot, o.Catalog, cat.Snapshot)
