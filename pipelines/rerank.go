@@ -60,20 +60,7 @@ type RerankPlan struct {
 // provenance, and the pairwise model against its graph and against the embedder's
 // preprocessing, before any image is read.
 func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
-	var errs []error
-	if o.Output == "" {
-		errs = append(errs, errors.New("--output is required: the run directory"))
-	}
-	if o.Model == "" {
-		errs = append(errs, errors.New("--pair_model is required: the STIR pairwise model"))
-	}
-	if o.TopN < 2 {
-		errs = append(errs, fmt.Errorf("--top_n must be ≥ 2 (reranking fewer than two candidates changes no order), got %d", o.TopN))
-	}
-	if o.BatchPairs < 1 || o.CacheImages < 1 {
-		errs = append(errs, fmt.Errorf("--pair_batch and --image_cache must be ≥ 1, got %d and %d", o.BatchPairs, o.CacheImages))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := o.check(); err != nil {
 		return nil, err
 	}
 	if o.Lists == "" {
@@ -86,8 +73,8 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	if m.Stage != neighbors.StageNeighbors {
 		return nil, fmt.Errorf("%s holds %s lists: rerank the neighbours output", o.Lists, m.Stage)
 	}
-	if o.TopN > m.K {
-		return nil, fmt.Errorf("--top_n = %d is larger than the lists (k = %d): choose top_n ≤ %d", o.TopN, m.K, m.K)
+	if err := o.checkTopN(m.K); err != nil {
+		return nil, err
 	}
 	if o.Catalog == "" {
 		o.Catalog = m.CatalogURI
@@ -102,17 +89,11 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	if cat.Snapshot != m.CatalogSnapshot {
 		return nil, fmt.Errorf("the lists in %s were computed from catalog snapshot %s, but %s is %s: rerank with that catalog, or rerun the pipeline", o.Lists, m.CatalogSnapshot, o.Catalog, cat.Snapshot)
 	}
-	pm, err := manifest.Open(ctx, o.Model)
+	em, err := embedderOf(ctx, m.EmbeddingsURI)
 	if err != nil {
 		return nil, err
 	}
-	if err := compatibleWithEmbeddings(ctx, pm, m.EmbeddingsURI); err != nil {
-		return nil, err
-	}
-	if err := ort.Init(o.Library); err != nil {
-		return nil, err
-	}
-	sha, err := pairwise.Verify(pm, o.Runtime)
+	pm, sha, err := o.pairModel(ctx, em)
 	if err != nil {
 		return nil, err
 	}
@@ -136,18 +117,76 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	}, nil
 }
 
-// compatibleWithEmbeddings checks that the pairwise model preprocesses images as the
-// embedder that produced the lists did.
-func compatibleWithEmbeddings(ctx context.Context, pm *manifest.Manifest, embeddingsDir string) error {
+// CheckRerank checks the rerank stage of a whole job before its first stage runs, so that a
+// bad flag or pairwise model stops the job before hours of embedding: the flags, top_n
+// against the lists' k, and the pairwise model against its graph and against the embedder
+// that will make the lists. PrepareRerank checks the same again on the real outputs.
+func CheckRerank(ctx context.Context, o RerankOptions, embedder *manifest.Manifest, k int) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	if err := o.checkTopN(k); err != nil {
+		return err
+	}
+	_, _, err := o.pairModel(ctx, embedder)
+	return err
+}
+
+// check reports every problem of the flags at once.
+func (o RerankOptions) check() error {
+	var errs []error
+	if o.Output == "" {
+		errs = append(errs, errors.New("--output is required: the run directory"))
+	}
+	if o.Model == "" {
+		errs = append(errs, errors.New("--pair_model is required: the STIR pairwise model"))
+	}
+	if o.TopN < 2 {
+		errs = append(errs, fmt.Errorf("--top_n must be ≥ 2 (reranking fewer than two candidates changes no order), got %d", o.TopN))
+	}
+	if o.BatchPairs < 1 || o.CacheImages < 1 {
+		errs = append(errs, fmt.Errorf("--pair_batch and --image_cache must be ≥ 1, got %d and %d", o.BatchPairs, o.CacheImages))
+	}
+	return errors.Join(errs...)
+}
+
+func (o RerankOptions) checkTopN(k int) error {
+	if o.TopN > k {
+		return fmt.Errorf("--top_n = %d is larger than the lists (k = %d): choose top_n ≤ %d", o.TopN, k, k)
+	}
+	return nil
+}
+
+// pairModel opens the pairwise model and checks it against the embedder whose lists it
+// reranks (same preprocessing) and against its graph in ONNX Runtime; it returns the
+// manifest and the ONNX file's hash.
+func (o RerankOptions) pairModel(ctx context.Context, embedder *manifest.Manifest) (*manifest.Manifest, string, error) {
+	pm, err := manifest.Open(ctx, o.Model)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := pairwise.Compatible(pm, embedder); err != nil {
+		return nil, "", err
+	}
+	if err := ort.Init(o.Library); err != nil {
+		return nil, "", err
+	}
+	sha, err := pairwise.Verify(pm, o.Runtime)
+	return pm, sha, err
+}
+
+// embedderOf describes the embedder that produced an embeddings output (its name and
+// preprocessing, from the provenance), for checking a pairwise model against it.
+func embedderOf(ctx context.Context, embeddingsDir string) (*manifest.Manifest, error) {
 	em, err := embeddings.ReadManifest(ctx, embeddingsDir)
 	if err != nil {
-		return fmt.Errorf("the embeddings the lists were computed from: %w", err)
+		return nil, fmt.Errorf("the embeddings the lists were computed from: %w", err)
 	}
 	var pre manifest.Preprocess
 	if err := json.Unmarshal([]byte(em.Preprocess), &pre); err != nil {
-		return fmt.Errorf("embeddings %s: preprocessing in provenance: %w", embeddingsDir, err)
+		return nil, fmt.Errorf("embeddings %s: preprocessing in provenance: %w", embeddingsDir, err)
 	}
-	return pairwise.Compatible(pm, &manifest.Manifest{Name: em.ModelName, Preprocess: pre})
+	return &manifest.Manifest{Name: em.ModelName, Preprocess: pre}, nil
 }
 
 // Rerank builds the rerank pipeline: neighbours → reranked lists (and rejects).

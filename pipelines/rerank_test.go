@@ -218,6 +218,39 @@ func TestRerankPipeline(t *testing.T) {
 	}
 }
 
+// TestCheckRerank: a whole job checks the rerank stage's flags and pairwise model against
+// the embedder before its first stage, with no lists yet.
+func TestCheckRerank(t *testing.T) {
+	ctx := context.Background()
+	em, err := manifest.Load(filepath.Join(zoo.Dir(), stirDir, "embedder.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := rerankOptions(t.TempDir()) // an empty run directory
+	if err := CheckRerank(ctx, o, em, 6); err != nil {
+		t.Fatalf("good options: %v", err)
+	}
+	other := *em
+	other.Preprocess.ResizeTo++
+	for _, c := range []struct {
+		name string
+		edit func(*RerankOptions)
+		em   *manifest.Manifest
+		want string
+	}{
+		{"top_n above k", func(o *RerankOptions) { o.TopN = 7 }, em, "larger than the lists (k = 6)"},
+		{"not pairwise", func(o *RerankOptions) { o.Model = filepath.Join(zoo.Dir(), stirDir, "embedder.json") }, em, "kind"},
+		{"other preprocessing", func(*RerankOptions) {}, &other, "preprocess"},
+		{"no batch", func(o *RerankOptions) { o.BatchPairs = 0 }, em, "--pair_batch"},
+	} {
+		o := rerankOptions(t.TempDir())
+		c.edit(&o)
+		if err := CheckRerank(ctx, o, c.em, 6); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: CheckRerank = %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
 func TestPrepareRerankStopsBadInput(t *testing.T) {
 	_, out := neighborsRun(t)
 	embedderManifest := filepath.Join(zoo.Dir(), zoo.TinyEmbedderName, "embedder.json")

@@ -60,16 +60,23 @@ func embedFlags(fs *flag.FlagSet) func(context.Context) error {
 	finish := embedOptionFlags(fs, &o)
 	return func(ctx context.Context) error {
 		finish()
-		_, err := runEmbed(ctx, o)
+		_, err := runEmbed(ctx, o, func(*pipelines.EmbedPlan) error {
+			return pipelines.Withdraw(ctx, pipelines.MarkersOf(o.Output).Embeddings)
+		})
 		return err
 	}
 }
 
 // runEmbed runs the embed pipeline and prints its summary.
-func runEmbed(ctx context.Context, o pipelines.EmbedOptions) (*pipelines.EmbedPlan, error) {
+// runEmbed runs the embed stage; ready runs once its inputs are checked, before any work
+// (the caller's own checks, and withdrawing the outputs it will rewrite).
+func runEmbed(ctx context.Context, o pipelines.EmbedOptions, ready func(*pipelines.EmbedPlan) error) (*pipelines.EmbedPlan, error) {
 	start := time.Now()
 	plan, err := pipelines.PrepareEmbed(ctx, o)
 	if err != nil {
+		return nil, err
+	}
+	if err := ready(plan); err != nil {
 		return nil, err
 	}
 	p, s := beam.NewPipelineWithRoot()

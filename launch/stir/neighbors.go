@@ -48,6 +48,9 @@ func runNeighbors(ctx context.Context, o pipelines.NeighborsOptions) error {
 		return err
 	}
 	c := plan.Config
+	if err := pipelines.Withdraw(ctx, blob.Join(c.Output, neighbors.ManifestFile)); err != nil {
+		return err
+	}
 	fmt.Fprintf(os.Stderr, "neighbors: %d queries × %d gallery rows, k=%d, %d shard(s) × %d tile(s), running…\n",
 		c.Plan.Queries, c.Plan.Galleries, c.Engine.K, c.Shards(), c.Tiles())
 	p, s := beam.NewPipelineWithRoot()
@@ -121,6 +124,9 @@ func evaluateFlags(fs *flag.FlagSet) func(context.Context) error {
 func runEvaluate(ctx context.Context, o pipelines.EvaluateOptions) error {
 	plan, err := pipelines.PrepareEvaluate(ctx, o)
 	if err != nil {
+		return err
+	}
+	if err := pipelines.Withdraw(ctx, o.Output); err != nil {
 		return err
 	}
 	p, s := beam.NewPipelineWithRoot()

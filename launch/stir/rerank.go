@@ -52,6 +52,9 @@ func runRerank(ctx context.Context, o pipelines.RerankOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := pipelines.Withdraw(ctx, pipelines.MarkersOf(o.Output).Reranked); err != nil {
+		return err
+	}
 	fmt.Fprintf(os.Stderr, "rerank: %d queries, top_n=%d, pairwise model %s, running…\n", plan.Config.Total, plan.Config.TopN, plan.Provenance.PairModelName)
 	p, s := beam.NewPipelineWithRoot()
 	pipelines.Rerank(s, plan)

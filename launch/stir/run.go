@@ -23,7 +23,17 @@ func runFlags(fs *flag.FlagSet) func(context.Context) error {
 	ksFlags(fs, &ev.KS)
 	return func(ctx context.Context) error {
 		finish()
-		plan, err := runEmbed(ctx, e)
+		// Before the first stage: the rerank stage's flags and pairwise model (a bad one would
+		// otherwise surface after embedding), then every output this job rewrites is withdrawn.
+		plan, err := runEmbed(ctx, e, func(plan *pipelines.EmbedPlan) error {
+			if r.Model != "" {
+				r.Output, r.Catalog, r.Root, r.Runtime, r.Library, r.Limits, r.Progress = e.Output, plan.Options.Catalog, plan.Options.Root, e.Runtime, e.Library, e.Limits, e.Progress
+				if err := pipelines.CheckRerank(ctx, r, plan.Manifest, n.K); err != nil {
+					return fmt.Errorf("rerank: %w", err)
+				}
+			}
+			return pipelines.Withdraw(ctx, pipelines.MarkersOf(e.Output).All()...)
+		})
 		if err != nil {
 			return err
 		}
@@ -33,7 +43,6 @@ func runFlags(fs *flag.FlagSet) func(context.Context) error {
 		}
 		ev.Lists = blob.Join(e.Output, pipelines.NeighborsDir)
 		if r.Model != "" {
-			r.Output, r.Catalog, r.Root, r.Runtime, r.Library, r.Limits, r.Progress = e.Output, plan.Options.Catalog, plan.Options.Root, e.Runtime, e.Library, e.Limits, e.Progress
 			if err := runRerank(ctx, r); err != nil {
 				return fmt.Errorf("rerank: %w", err)
 			}
