@@ -47,9 +47,8 @@ type EvaluatePlan struct {
 	CatalogSnapshot string
 }
 
-// PrepareEvaluate checks the cutoffs against the lists' length, the lists' manifests and,
-// when a catalog is given, that the lists were computed from it.
-func PrepareEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluatePlan, error) {
+// Check reports every problem of the flags at once, without reading anything.
+func (o EvaluateOptions) Check() error {
 	var errs []error
 	if o.Lists == "" {
 		errs = append(errs, errors.New("--lists is required: a neighbours (or reranked) output directory"))
@@ -60,7 +59,13 @@ func PrepareEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluatePlan, err
 	if err := o.KS.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := errors.Join(errs...); err != nil {
+	return errors.Join(errs...)
+}
+
+// PrepareEvaluate checks the cutoffs against the lists' length, the lists' manifests and,
+// when a catalog is given, that the lists were computed from it.
+func PrepareEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluatePlan, error) {
+	if err := o.Check(); err != nil {
 		return nil, err
 	}
 	p := &EvaluatePlan{Options: o, Provenance: map[string]string{}}

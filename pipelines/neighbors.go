@@ -46,9 +46,11 @@ type NeighborsPlan struct {
 	Config  search.Config
 }
 
-// PrepareNeighbors checks the options and the embeddings output, counts its queries and
-// gallery rows, and loads ONNX Runtime, so that a bad input stops the job before work.
-func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, error) {
+// listExt maps --format to the lists' file extension.
+var listExt = map[string]string{"parquet": neighbors.ExtParquet, "arrow": neighbors.ExtArrow}
+
+// Check reports every problem of the flags at once, without reading anything.
+func (o NeighborsOptions) Check() error {
 	var errs []error
 	if o.Output == "" {
 		errs = append(errs, errors.New("--output is required: the run's output directory"))
@@ -59,13 +61,19 @@ func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, 
 	if o.ShardSize < 1 || o.TileSize < 1 {
 		errs = append(errs, fmt.Errorf("--shard_size and --tile_size must be ≥ 1, got %d and %d", o.ShardSize, o.TileSize))
 	}
-	ext := map[string]string{"parquet": neighbors.ExtParquet, "arrow": neighbors.ExtArrow}[o.Format]
-	if ext == "" {
+	if listExt[o.Format] == "" {
 		errs = append(errs, fmt.Errorf("--format must be parquet or arrow, got %q", o.Format))
 	}
-	if err := errors.Join(errs...); err != nil {
+	return errors.Join(errs...)
+}
+
+// PrepareNeighbors checks the options and the embeddings output, counts its queries and
+// gallery rows, and loads ONNX Runtime, so that a bad input stops the job before work.
+func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, error) {
+	if err := o.Check(); err != nil {
 		return nil, err
 	}
+	ext := listExt[o.Format]
 	if o.Embeddings == "" {
 		o.Embeddings = blob.Join(o.Output, EmbeddingsDir)
 	}

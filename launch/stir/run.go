@@ -23,9 +23,21 @@ func runFlags(fs *flag.FlagSet) func(context.Context) error {
 	ksFlags(fs, &ev.KS)
 	return func(ctx context.Context) error {
 		finish()
-		// Before the first stage: the rerank stage's flags and pairwise model (a bad one would
-		// otherwise surface after embedding), then every output this job rewrites is withdrawn.
+		// Before the first stage: the later stages' flags and the pairwise model (a bad one
+		// would otherwise surface after embedding), then every output this job rewrites is
+		// withdrawn.
+		n.Output, n.Library, n.Provider, n.CUDADevice, n.Progress = e.Output, e.Library, e.Runtime.Provider, e.Runtime.CUDADevice, e.Progress
+		ev.Lists, ev.Output = blob.Join(e.Output, pipelines.NeighborsDir), blob.Join(e.Output, pipelines.MetricsFile)
 		plan, err := runEmbed(ctx, e, func(plan *pipelines.EmbedPlan) error {
+			if err := n.Check(); err != nil {
+				return fmt.Errorf("neighbors: %w", err)
+			}
+			if err := ev.Check(); err != nil {
+				return fmt.Errorf("evaluate: %w", err)
+			}
+			if n.K < ev.KS.MaxK() {
+				return fmt.Errorf("--k = %d, but the metrics ask for k up to %d: raise --k or lower the cutoffs", n.K, ev.KS.MaxK())
+			}
 			if r.Model != "" {
 				r.Output, r.Catalog, r.Root, r.Runtime, r.Library, r.Limits, r.Progress = e.Output, plan.Options.Catalog, plan.Options.Root, e.Runtime, e.Library, e.Limits, e.Progress
 				if err := pipelines.CheckRerank(ctx, r, plan.Manifest, n.K); err != nil {
@@ -37,11 +49,9 @@ func runFlags(fs *flag.FlagSet) func(context.Context) error {
 		if err != nil {
 			return err
 		}
-		n.Output, n.Library, n.Provider, n.CUDADevice, n.Progress = e.Output, e.Library, e.Runtime.Provider, e.Runtime.CUDADevice, e.Progress
 		if err := runNeighbors(ctx, n); err != nil {
 			return fmt.Errorf("neighbors: %w", err)
 		}
-		ev.Lists = blob.Join(e.Output, pipelines.NeighborsDir)
 		if r.Model != "" {
 			if err := runRerank(ctx, r); err != nil {
 				return fmt.Errorf("rerank: %w", err)
@@ -49,7 +59,6 @@ func runFlags(fs *flag.FlagSet) func(context.Context) error {
 			ev.Compare = blob.Join(e.Output, pipelines.RerankedDir)
 		}
 		ev.Catalog = plan.Options.Catalog
-		ev.Output = blob.Join(e.Output, pipelines.MetricsFile)
 		if err := runEvaluate(ctx, ev); err != nil {
 			return fmt.Errorf("evaluate: %w", err)
 		}
