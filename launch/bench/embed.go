@@ -154,8 +154,7 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 		return nil, err
 	}
 	child := func(rep int, catalogPath, tag string) (pipelineRun, error) {
-		a := childArgs{Bin: bin, Model: c.Model, Library: c.Library, BatchSize: c.BatchSize,
-			Intra: c.Threads, Inter: c.InterOp, GraphOpt: c.GraphOpt, Spin: c.Spin, Catalog: catalogPath,
+		a := childArgs{Bin: bin, Model: c.Model, BatchSize: c.BatchSize, Flags: c.childFlags(), Catalog: catalogPath,
 			Output: filepath.Join(c.Work, "run-"+tag),
 			Log:    filepath.Join(logs, fmt.Sprintf("pipeline-%s-rep%d.log", tag, rep))}
 		r, err := runPipeline(ctx, a)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 
 	"github.com/stirpipe/stirpipe/models/ort"
 )
@@ -64,6 +65,20 @@ func (r modelRun) validate() []error {
 		errs = append(errs, err)
 	}
 	return errs
+}
+
+// childFlags are the stir flags every timed child run shares: the ONNX Runtime settings,
+// the prism runner, no progress lines.
+func (r modelRun) childFlags() []string {
+	args := []string{"--threads", strconv.Itoa(r.Threads), "--inter_op_threads", strconv.Itoa(r.InterOp),
+		"--graph_opt", r.GraphOpt, "--progress=false", "--runner", "prism"}
+	if r.Spin {
+		args = append(args, "--spin")
+	}
+	if r.Library != "" {
+		args = append(args, "--onnxruntime_lib", r.Library)
+	}
+	return args
 }
 
 // runtime is the ONNX Runtime session options of the pipeline and the loop.

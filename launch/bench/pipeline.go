@@ -49,12 +49,10 @@ type pipelineRun struct {
 
 // childArgs are the stir embed flags of a benchmark run.
 type childArgs struct {
-	Bin, Model, Library  string
-	BatchSize, Intra     int
-	Inter                int
-	GraphOpt             string
-	Spin                 bool
+	Bin, Model           string
+	BatchSize            int
 	Catalog, Output, Log string
+	Flags                []string // modelRun.childFlags
 }
 
 var batchesLine = regexp.MustCompile(`(?m)^\s*batches\s+(\d+)\s+mean\s+([0-9.]+)\s+ms`)
@@ -163,17 +161,8 @@ func runPipeline(ctx context.Context, a childArgs) (pipelineRun, error) {
 	if err := os.RemoveAll(a.Output); err != nil {
 		return run, err
 	}
-	args := []string{"embed",
-		"--catalog", a.Catalog, "--output", a.Output, "--model", a.Model,
-		"--batch_size", strconv.Itoa(a.BatchSize), "--threads", strconv.Itoa(a.Intra),
-		"--inter_op_threads", strconv.Itoa(a.Inter), "--graph_opt", a.GraphOpt,
-		"--progress=false", "--runner", "prism"}
-	if a.Spin {
-		args = append(args, "--spin")
-	}
-	if a.Library != "" {
-		args = append(args, "--onnxruntime_lib", a.Library)
-	}
+	args := append([]string{"embed", "--catalog", a.Catalog, "--output", a.Output, "--model", a.Model,
+		"--batch_size", strconv.Itoa(a.BatchSize)}, a.Flags...)
 	var err error
 	run.childRun, err = runChild(ctx, a.Bin, args, "embed: ", a.Log)
 	if err != nil {

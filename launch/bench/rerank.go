@@ -324,17 +324,10 @@ func runRerankChild(ctx context.Context, c rerankConfig, bin, lists, catalogPath
 	if err := os.RemoveAll(out); err != nil {
 		return run, err
 	}
-	args := []string{"rerank", "--output", out, "--lists", lists, "--catalog", catalogPath,
+	args := append([]string{"rerank", "--output", out, "--lists", lists, "--catalog", catalogPath,
 		"--pair_model", c.Model, "--top_n", strconv.Itoa(c.TopN), "--pair_batch", strconv.Itoa(c.BatchPairs),
-		"--image_cache", strconv.Itoa(c.CacheImages), "--max_megapixels", strconv.FormatFloat(c.MaxMP, 'g', -1, 64),
-		"--threads", strconv.Itoa(c.Threads), "--inter_op_threads", strconv.Itoa(c.InterOp), "--graph_opt", c.GraphOpt,
-		"--progress=false", "--runner", "prism"}
-	if c.Spin {
-		args = append(args, "--spin")
-	}
-	if c.Library != "" {
-		args = append(args, "--onnxruntime_lib", c.Library)
-	}
+		"--image_cache", strconv.Itoa(c.CacheImages), "--max_megapixels", strconv.FormatFloat(c.MaxMP, 'g', -1, 64)},
+		c.childFlags()...)
 	var err error
 	run.childRun, err = runChild(ctx, bin, args, "rerank: ", logPath)
 	if err != nil {
