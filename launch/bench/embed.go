@@ -65,14 +65,8 @@ func runEmbed(ctx context.Context, args []string) int {
 	c.modelRun.register(fs, "embed", 10, "run the pipeline; false: only the loops (diagnostics)")
 	fs.Float64Var(&c.MaxMP, "max_megapixels", 40, "image pixel limit (as stir embed's flag)")
 	fs.Int64Var(&c.MaxFileMB, "max_file_mb", 64, "image file size limit in MiB (as stir embed's flag)")
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintln(w, "bench embed: the embed pipeline's images/s (stir embed on prism, child process, start to exit)")
-		fmt.Fprintln(w, "next to a plain ONNX Runtime loop over pre-decoded tensors with the same session settings.")
-		fmt.Fprintln(w, "\nUsage: bench embed [flags]   (run from the repository root)")
-		fmt.Fprintln(w, "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "bench embed: the embed pipeline's images/s (stir embed on prism, child process, start to exit)",
+		"next to a plain ONNX Runtime loop over pre-decoded tensors with the same session settings.")
 	return runBench("embed", fs, args, &c.Work, &c.JSON, func() error { return c.validate() },
 		func(log io.Writer) (*embedResult, error) { return benchEmbed(ctx, c, log) }, printReport)
 }
@@ -83,9 +77,9 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 	if err := os.MkdirAll(c.Work, 0o755); err != nil {
 		return nil, err
 	}
-	m, err := manifest.Load(c.Model)
+	m, err := loadModel(c.Model)
 	if err != nil {
-		return nil, fmt.Errorf("%w (for ViT-S/16 run `make vits16` first)", err)
+		return nil, err
 	}
 	if m.Kind != manifest.KindEmbedder {
 		return nil, fmt.Errorf("--model %s is a %s model, want an embedder", c.Model, m.Kind)

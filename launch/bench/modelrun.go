@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 )
 
@@ -65,6 +66,28 @@ func (r modelRun) validate() []error {
 		errs = append(errs, err)
 	}
 	return errs
+}
+
+// setUsage sets fs's help text: what the benchmark measures (one line each), how to call it,
+// and its flags with their defaults.
+func setUsage(fs *flag.FlagSet, about ...string) {
+	fs.Usage = func() {
+		w := fs.Output()
+		for _, line := range about {
+			fmt.Fprintln(w, line)
+		}
+		fmt.Fprintf(w, "\nUsage: bench %s [flags]   (run from the repository root)\n\nFlags:\n", fs.Name())
+		fs.PrintDefaults()
+	}
+}
+
+// loadModel reads a benchmark model's manifest; the zoo's ViT-S/16 graphs are made on demand.
+func loadModel(path string) (*manifest.Manifest, error) {
+	m, err := manifest.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w (for ViT-S/16 run `make vits16` first)", err)
+	}
+	return m, nil
 }
 
 // childFlags are the stir flags every timed child run shares: the ONNX Runtime settings,

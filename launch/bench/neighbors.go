@@ -135,14 +135,8 @@ func runNeighborsBench(ctx context.Context, args []string) int {
 	fs.BoolVar(&c.GCTrace, "stage_gctrace", false, "diagnostic: run the stage with GODEBUG=gctrace=1 (heap sizes in its log)")
 	fs.IntVar(&c.ExactCheck, "exact_check", 100, "queries whose lists differ from FAISS's to check against a float64 brute force")
 	fs.StringVar(&c.JSON, "json", "", "results file; empty: WORK/bench-neighbors.json")
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintln(w, "bench neighbors: the exact k-NN engine (models/knn) against FAISS IndexFlatIP on the same")
-		fmt.Fprintln(w, "random unit vectors (SOP scale), and the neighbours stage's wall time and peak RSS.")
-		fmt.Fprintln(w, "\nUsage: bench neighbors [flags]   (run from the repository root)")
-		fmt.Fprintln(w, "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "bench neighbors: the exact k-NN engine (models/knn) against FAISS IndexFlatIP on the same",
+		"random unit vectors (SOP scale), and the neighbours stage's wall time and peak RSS.")
 	validate := func() error {
 		if c.IndexReps < 0 {
 			c.IndexReps = c.Reps

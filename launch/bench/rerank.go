@@ -74,15 +74,9 @@ func runRerankBench(ctx context.Context, args []string) int {
 	fs.IntVar(&c.CacheImages, "image_cache", 512, "preprocessed images kept per bundle (stir rerank --image_cache)")
 	c.modelRun.register(fs, "rerank", 8, "run the pipeline; false: only the loop (pairs/s of the model alone)")
 	fs.Float64Var(&c.MaxMP, "max_megapixels", 40, "image pixel limit (as stir rerank's flag)")
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintln(w, "bench rerank: the STIR rerank stage's pairs/s (stir rerank on prism, child process, start to exit)")
-		fmt.Fprintln(w, "next to a plain ONNX Runtime loop over the same pairs, pre-decoded, with the same session settings and batches.")
-		fmt.Fprintln(w, "The neighbour lists come from the real embed and neighbours stages, once per catalog (reused).")
-		fmt.Fprintln(w, "\nUsage: bench rerank [flags]   (run from the repository root)")
-		fmt.Fprintln(w, "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "bench rerank: the STIR rerank stage's pairs/s (stir rerank on prism, child process, start to exit)",
+		"next to a plain ONNX Runtime loop over the same pairs, pre-decoded, with the same session settings and batches.",
+		"The neighbour lists come from the real embed and neighbours stages, once per catalog (reused).")
 	return runBench("rerank", fs, args, &c.Work, &c.JSON, func() error { return c.validate() },
 		func(log io.Writer) (*rerankResult, error) { return benchRerank(ctx, c, log) }, printRerankReport)
 }
@@ -94,13 +88,13 @@ func benchRerank(ctx context.Context, c rerankConfig, log io.Writer) (*rerankRes
 	if err := os.MkdirAll(c.Work, 0o755); err != nil {
 		return nil, err
 	}
-	pm, err := manifest.Load(c.Model)
+	pm, err := loadModel(c.Model)
 	if err != nil {
-		return nil, fmt.Errorf("%w (for ViT-S/16 run `make vits16` first)", err)
+		return nil, err
 	}
-	em, err := manifest.Load(c.EmbedModel)
+	em, err := loadModel(c.EmbedModel)
 	if err != nil {
-		return nil, fmt.Errorf("%w (for ViT-S/16 run `make vits16` first)", err)
+		return nil, err
 	}
 	if err := pairwise.Compatible(pm, em); err != nil {
 		return nil, err
