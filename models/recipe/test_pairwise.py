@@ -260,6 +260,38 @@ class TrainHelpersTest(unittest.TestCase):
         a, b = train_stir.fit_logistic(torch.tensor([0.0, 0.1, 0.9, 1.0]), torch.tensor([0.0, 0.0, 1.0, 1.0]))
         self.assertTrue(math.isfinite(a) and math.isfinite(b) and a > 10)
 
+    def test_query_lists(self):
+        pairs = [(1, 2, 0), (1, 3, 1), (4, 1, 1), (4, 2, 0), (4, 3, 1), (1, 4, 1)]
+        self.assertEqual(
+            train_stir.query_lists(pairs), [[(1, 2, 0), (1, 3, 1)], [(4, 1, 1), (4, 2, 0), (4, 3, 1)], [(1, 4, 1)]]
+        )
+
+    def test_list_loss(self):
+        # Two useful lists: by hand, −log of the softmax mass of −logit on the positives.
+        logits = torch.tensor([0.5, -1.0, 2.0, 1.0, 0.0, 3.0, 1.0], requires_grad=True)
+        negative = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+        group = torch.tensor([0, 0, 0, 1, 1, 1, 2])  # list 2 has no positive: left out
+        sim = -logits.detach()
+        want0 = math.log(sim[:3].exp().sum()) - float(sim[1])
+        want1 = math.log(sim[3:6].exp().sum()) - math.log(sim[3:5].exp().sum())
+        loss = train_stir.list_loss(logits, negative, group)
+        self.assertAlmostEqual(float(loss), (want0 + want1) / 2, places=5)
+        loss.backward()
+        self.assertEqual(float(logits.grad[6]), 0.0)
+        self.assertGreater(float(logits.grad[1]), 0)  # the descent step lowers the positive's logit
+        # Large logits stay finite; no useful list gives a zero that still backpropagates.
+        self.assertTrue(math.isfinite(float(train_stir.list_loss(logits.detach() * 1e3, negative, group))))
+        none = train_stir.list_loss(logits, torch.ones(7), group)
+        self.assertEqual(float(none), 0.0)
+        none.backward()
+
+    def test_list_loss_needs_neighbour_lists(self):
+        base = ["pairwise", "--catalog", "C/catalog.csv", "--root", "C", "--out", "RUN", "--list-loss", "1"]
+        for extra in ([], ["--miner", "none", "--knn", "0"]):
+            with self.subTest(extra=extra), self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+                train_stir.main(base + extra)
+            self.assertIn("--list-loss", err.getvalue())
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -408,6 +408,36 @@ def neighbour_pairs(cat: Catalog, emb: torch.Tensor, rows: List[int], k: int, bl
     return out
 
 
+def query_lists(pairs: List[Tuple[int, int, int]]) -> List[List[Tuple[int, int, int]]]:
+    """neighbour_pairs' output cut into each query's list (its pairs are consecutive)."""
+    out: List[List[Tuple[int, int, int]]] = []
+    for p in pairs:
+        if out and out[-1][0][0] == p[0]:
+            out[-1].append(p)
+        else:
+            out.append([p])
+    return out
+
+
+def list_loss(logits: torch.Tensor, negative: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Listwise softmax loss of the reranker's task: within each query's list (`group` ids,
+    0..G-1), −log of the softmax mass that −logit puts on the same-product candidates. Lists
+    without both a positive and a negative cannot change CMC@1 and are left out; 0 if none
+    is left."""
+    sim = -logits.float()
+    n = int(group.max()) + 1 if len(group) else 0
+    member = group[None, :] == torch.arange(n, device=logits.device)[:, None]  # [lists, pairs]
+    pos = member & (negative < 0.5)[None, :]
+    useful = pos.any(dim=1) & (member & ~pos).any(dim=1)
+    if not bool(useful.any()):
+        return logits.sum() * 0.0
+
+    def lse(mask: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(sim[None, :].masked_fill(~mask[useful], float("-inf")), dim=1)
+
+    return (lse(member) - lse(pos)).mean()
+
+
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, iters: int = 30) -> Tuple[float, float]:
     """Maximum-likelihood (a, b) of P(y = 1 | x) = sigmoid(a·x + b), by Newton's method (a
     tiny ridge keeps the Hessian invertible)."""
@@ -510,10 +540,21 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
         for batch in balanced_batches(cat.labels, train, args.n_labels, args.n_instances, rng) if args.miner == "hard" else ():
             labels = torch.as_tensor(cat.labels[batch], device=dev)
             pairs += [(batch[i], batch[j], n) for i, j, n in hard_pairs(emb[batch], labels)]
-        pairs += rng.sample(knn, int(round(args.knn_sample * len(knn))))
-        rng.shuffle(pairs)
-        if args.max_pairs:
-            pairs = pairs[: args.max_pairs]
+        if args.list_loss:
+            # Whole neighbour lists, shuffled as units and packed into batches of whole lists.
+            lists = query_lists(knn)
+            lists = rng.sample(lists, int(round(args.knn_sample * len(lists))))
+            per = max(1, args.batch // args.knn)
+            if args.max_pairs:
+                lists = lists[: max(1, args.max_pairs // args.knn)]
+            pairs = [p for lst in lists for p in lst]
+            spans = [lists[s : s + per] for s in range(0, len(lists) - per + 1, per)]
+        else:
+            pairs += rng.sample(knn, int(round(args.knn_sample * len(knn))))
+            rng.shuffle(pairs)
+            if args.max_pairs:
+                pairs = pairs[: args.max_pairs]
+            spans = [[pairs[s : s + args.batch]] for s in range(0, len(pairs) - args.batch + 1, args.batch)]
         if args.distill and calib is None and pairs:
             a_idx = torch.tensor([a for a, _, _ in pairs], device=dev)
             b_idx = torch.tensor([b for _, b, _ in pairs], device=dev)
@@ -521,7 +562,7 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
             print(f"distillation target: sigmoid({calib[0]:.3f} · distance + {calib[1]:.3f}), weight {args.distill}", flush=True)
         losses, accs = [], []
         t_epoch = time.time()
-        for s in range(0, len(pairs) - args.batch + 1, args.batch):
+        for span in spans:
             if budget:
                 now = time.time()
                 if now - t0 >= budget:
@@ -529,7 +570,8 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
                 if not head_only:
                     for g in opt.param_groups:
                         g["lr"] = args.lr * cosine((now - t_all) / max(1e-9, t0 + budget - t_all))
-            chunk = pairs[s : s + args.batch]
+            chunk = [p for lst in span for p in lst]
+            group = torch.tensor([g for g, lst in enumerate(span) for _ in lst], device=dev)
             # Either image may be on top in training: the pair, not the order, is labelled.
             chunk = [(b, a, n) if rng.random() < args.swap else (a, b, n) for a, b, n in chunk]
             x1 = augment(cat, [a for a, _, _ in chunk], args.min_scale, args.hflip, nrng)
@@ -543,6 +585,8 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
                     dist = (embedder(x1) - embedder(x2)).norm(dim=1)
                     target = (1 - args.distill) * y + args.distill * torch.sigmoid(calib[0] * dist + calib[1])
             loss = F.binary_cross_entropy_with_logits(logits, target)
+            if args.list_loss:
+                loss = loss + args.list_loss * list_loss(logits, y, group)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -555,7 +599,7 @@ def train_pairwise(cat: Catalog, embedder: vit.ViT, args) -> Tuple[pairwise.Conc
             "loss": float(torch.stack(losses).mean()) if losses else float("nan"),
             "acc": float(torch.stack(accs).mean()) if accs else float("nan"),
             "negatives": round(sum(n for _, _, n in pairs) / max(1, len(pairs)), 3),
-            "pairs_per_s": round(len(losses) * args.batch / max(1e-9, time.time() - t_epoch), 1),
+            "pairs_per_s": round(sum(len(lst) for span in spans[: len(losses)] for lst in span) / max(1e-9, time.time() - t_epoch), 1),
             "wall_s": round(time.time() - t0, 1),
         }
         if args.eval_every and ((epoch + 1) % args.eval_every == 0 or (not budget and epoch + 1 == args.epochs)):
@@ -680,6 +724,12 @@ def main(argv=None) -> None:
         default=0.0,
         help="pairwise: weight of the frozen embedder's calibrated verdict in the BCE target (0: labels only)",
     )
+    ap.add_argument(
+        "--list-loss",
+        type=float,
+        default=0.0,
+        help="pairwise: weight of a listwise softmax loss over each query's neighbour list, added to BCE (needs --knn and --miner none)",
+    )
     ap.add_argument("--swap", type=float, default=0.5, help="pairwise: probability of putting the candidate on top")
     ap.add_argument("--max-seconds", type=float, default=0, help="stop starting epochs after this much training time (0: no limit)")
     ap.add_argument(
@@ -690,6 +740,8 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--eval-every", type=int, default=0, help="validate every N epochs (0: only at the end of the stage)")
     args = ap.parse_args(argv)
+    if args.list_loss and (not args.knn or args.miner != "none"):
+        ap.error("--list-loss trains on whole neighbour lists: give --knn K and --miner none")
     if len(args.train_root) != len(args.train_catalog):
         ap.error("give one --train-root per --train-catalog")
     torch.set_num_threads(args.threads)
