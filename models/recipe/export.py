@@ -124,7 +124,7 @@ def manifest(name: str, dim: int, normalize: bool, img_size: int, kind: str = EM
 
 def metadata(
     config: str, seed: int, checkpoint: Optional[str], normalize: bool, kind: str = EMBEDDER,
-    hidden: Optional[List[int]] = None,
+    hidden: Optional[List[int]] = None, prior: Optional[Tuple[str, float, float]] = None,
 ) -> Dict[str, str]:
     """Provenance stored in the ONNX file's metadata_props."""
     meta = {
@@ -148,6 +148,17 @@ def metadata(
                 "input": [cfg.in_chans, 2 * cfg.img_size, cfg.img_size],
                 "head_hidden": hidden if hidden is not None else pairwise.default_hidden(cfg),
                 "logit": "pair is different; score = sigmoid(logit)",
+            },
+            sort_keys=True,
+        )
+    if prior:
+        ckpt, scale, offset = prior
+        meta["stir.prior"] = json.dumps(
+            {
+                "embedder": f"checkpoint sha256 {sha256_file(ckpt)}",
+                "scale": scale,
+                "offset": offset,
+                "logit": "pairwise logit + scale * |E(query) - E(candidate)| + offset",
             },
             sort_keys=True,
         )
@@ -202,7 +213,16 @@ def export(model: vit.ViT, onnx_path: str, metadata: Dict[str, str]) -> None:
     write_onnx(model, (dummy,), onnx_path, [INPUT], OUTPUT, cfg.dim, metadata)
 
 
-def export_pairwise(model: pairwise.ConcatSiamese, onnx_path: str, metadata: Dict[str, str]) -> None:
+def with_prior(model: pairwise.ConcatSiamese, prior: Optional[Tuple[str, float, float]], config: str) -> torch.nn.Module:
+    """`model`, or with a prior (embedder checkpoint of configuration `config`, scale,
+    offset) pairwise.WithPrior."""
+    if not prior:
+        return model
+    ckpt, scale, offset = prior
+    return pairwise.WithPrior(model, vit.load_checkpoint(ckpt, vit.CONFIGS[config]), scale, offset).eval()
+
+
+def export_pairwise(model: torch.nn.Module, onnx_path: str, metadata: Dict[str, str]) -> None:
     """Writes the pairwise model's ONNX graph: (query, candidate) [batch,3,S,S] each → logits
     [batch,1]. The 2S×S positional table is computed here once and stored as a constant."""
     cfg = model.cfg
@@ -216,7 +236,7 @@ def check(onnx_path: str, model: torch.nn.Module) -> str:
     possible, its numbers. Returns a summary line."""
     m = onnx.load(onnx_path)
     onnx.checker.check_model(m, full_check=True)
-    pair = isinstance(model, pairwise.ConcatSiamese)
+    pair = isinstance(model, (pairwise.ConcatSiamese, pairwise.WithPrior))
     cfg = model.cfg
     ins = [(i.name, [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]) for i in m.graph.input]
     outs = [(o.name, [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]) for o in m.graph.output]
@@ -245,6 +265,18 @@ def check(onnx_path: str, model: torch.nn.Module) -> str:
     return f"onnx.checker ok; onnxruntime vs torch max abs diff {diff:.3g}"
 
 
+def parse_prior(value: str) -> Tuple[str, float, float]:
+    """EMBEDDER.pt,SCALE,OFFSET → (path, scale, offset); the scale must be positive."""
+    parts = value.rsplit(",", 2)
+    try:
+        ckpt, scale, offset = parts[0], float(parts[1]), float(parts[2])
+    except (IndexError, ValueError):
+        raise argparse.ArgumentTypeError(f"{value!r}: want EMBEDDER.pt,SCALE,OFFSET, e.g. embedder.pt,8.437,-2.626")
+    if not scale > 0 or not os.path.isfile(ckpt):
+        raise argparse.ArgumentTypeError(f"{value!r}: want an existing embedder checkpoint and a positive scale")
+    return ckpt, scale, offset
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kind", choices=(EMBEDDER, PAIRWISE), default=EMBEDDER, help="model kind (default embedder)")
@@ -261,6 +293,13 @@ def main(argv=None) -> None:
         type=lambda v: [int(x) for x in v.split(",") if x],
         help="random pairwise head widths, comma-separated (default D/2; a checkpoint brings its own)",
     )
+    ap.add_argument(
+        "--prior",
+        type=parse_prior,
+        metavar="EMBEDDER.pt,SCALE,OFFSET",
+        help="pairwise: add the embedder's calibrated verdict scale*distance+offset to the logit (pairwise.WithPrior)",
+    )
+    ap.add_argument("--prior-config", choices=sorted(vit.CONFIGS), help="the --prior embedder's configuration (default --config)")
     ap.add_argument("--name", help="manifest name (default vit-CONFIG-random or vit-CONFIG-<checkpoint stem>)")
     ap.add_argument(
         "--no-normalize",
@@ -271,13 +310,15 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.kind == PAIRWISE and not args.normalize:
         ap.error("--no-normalize applies to embedders; a pairwise model outputs a logit")
+    if args.prior and args.kind != PAIRWISE:
+        ap.error("--prior applies to --kind pairwise")
     if args.head_hidden is not None and (args.kind != PAIRWISE or args.checkpoint):
         ap.error("--head-hidden applies to a random --kind pairwise model")
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     hidden = None
     if args.kind == PAIRWISE:
-        model = build_pairwise(args.config, args.seed, args.checkpoint, args.head_hidden)
+        model = with_prior(build_pairwise(args.config, args.seed, args.checkpoint, args.head_hidden), args.prior, args.prior_config or args.config)
         hidden = model.hidden
     else:
         model = build_model(args.config, args.seed, args.checkpoint, args.normalize)
@@ -293,7 +334,7 @@ def main(argv=None) -> None:
     os.makedirs(args.out, exist_ok=True)
     onnx_name, man_name = file_names(args.kind)
     onnx_path = os.path.join(args.out, onnx_name)
-    meta = metadata(args.config, args.seed, args.checkpoint, args.normalize, args.kind, hidden)
+    meta = metadata(args.config, args.seed, args.checkpoint, args.normalize, args.kind, hidden, args.prior)
     if args.kind == PAIRWISE:
         export_pairwise(model, onnx_path, meta)
     else:

@@ -33,7 +33,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import PIL
@@ -45,7 +45,6 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export  # noqa: E402
 import golden  # noqa: E402
-import pairwise  # noqa: E402
 import retrieval  # noqa: E402
 import train_stir  # noqa: E402
 import vit  # noqa: E402
@@ -54,21 +53,23 @@ GOLDEN_NAME = "pairwise.json"
 TOP_N = train_stir.TOP_N
 
 
-def check_export(model_dir: str, config: str, pair_config: str, emb_ckpt: str, pw_ckpt: str) -> Tuple[vit.ViT, pairwise.ConcatSiamese, Dict, Dict]:
+def check_export(
+    model_dir: str, config: str, pair_config: str, emb_ckpt: str, pw_ckpt: str, prior: Optional[Tuple[str, float, float]] = None
+) -> Tuple[vit.ViT, torch.nn.Module, Dict, Dict]:
     """The torch models of the committed graphs: rebuilt, re-exported, compared byte for byte."""
     with open(os.path.join(model_dir, export.MANIFEST_NAME)) as f:
         emb_man = json.load(f)
     with open(os.path.join(model_dir, export.PAIRWISE_MANIFEST_NAME)) as f:
         pw_man = json.load(f)
     embedder = export.build_model(config, 0, emb_ckpt, emb_man["normalized"])
-    pair = export.build_pairwise(pair_config, 0, pw_ckpt)
+    pair = export.with_prior(export.build_pairwise(pair_config, 0, pw_ckpt), prior, config)
     with tempfile.TemporaryDirectory() as tmp:
         jobs = [
             (export.ONNX_NAME, lambda p: export.export(embedder, p, export.metadata(config, 0, emb_ckpt, emb_man["normalized"]))),
             (
                 export.PAIRWISE_ONNX_NAME,
                 lambda p: export.export_pairwise(
-                    pair, p, export.metadata(pair_config, 0, pw_ckpt, False, export.PAIRWISE, pair.hidden)
+                    pair, p, export.metadata(pair_config, 0, pw_ckpt, False, export.PAIRWISE, pair.hidden, prior)
                 ),
             ),
         ]
@@ -137,13 +138,16 @@ def main(argv=None) -> None:
     ap.add_argument("--pair-config", choices=sorted(vit.CONFIGS), help="the pairwise backbone's configuration (default --config)")
     ap.add_argument("--embedder-checkpoint", required=True)
     ap.add_argument("--pairwise-checkpoint", required=True)
+    ap.add_argument("--prior", type=export.parse_prior, metavar="EMBEDDER.pt,SCALE,OFFSET", help="the --prior the pairwise graph was exported with")
     ap.add_argument("--queries", type=int, default=3, help="queries to take (each brings top_n pairs)")
     args = ap.parse_args(argv)
     if args.refresh == bool(args.catalog or args.root) or bool(args.catalog) != bool(args.root):
         ap.error("give either --catalog and --root, or --refresh")
     torch.set_num_threads(2)
     pair_config = args.pair_config or args.config
-    embedder, pair, emb_man, pw_man = check_export(args.model_dir, args.config, pair_config, args.embedder_checkpoint, args.pairwise_checkpoint)
+    embedder, pair, emb_man, pw_man = check_export(
+        args.model_dir, args.config, pair_config, args.embedder_checkpoint, args.pairwise_checkpoint, args.prior
+    )
     embedder.eval()
     pair.eval()
     out_dir = os.path.join(args.model_dir, "golden")
@@ -245,7 +249,7 @@ def main(argv=None) -> None:
         print(f"  query {q['query']} label {q['label']}: {q['retrieved']} → {q['reranked']}")
 
 
-def select_from_catalog(args, embedder: vit.ViT, pair: pairwise.ConcatSiamese):
+def select_from_catalog(args, embedder: vit.ViT, pair: torch.nn.Module):
     """Ranks the validation split with the embedder, reranks with the pairwise model, picks
     the queries and returns (images to store, query blocks with image indices, provenance)."""
     rows = read_rows(args.catalog)

@@ -107,12 +107,49 @@ class ConcatSiamese(nn.Module):
         return {k: v.detach().clone() for k, v in self.state_dict().items()}
 
 
+class WithPrior(nn.Module):
+    """A pairwise model plus the embedder's own calibrated verdict on the pair:
+
+        logit = model(x1, x2) + scale·‖E(x1) − E(x2)‖ + offset
+
+    where scale·d + offset is the logistic fit of "different" on the embedder's distance d
+    over training pairs (train_stir.py's --distill calibration). The two log-odds add, so
+    the reranker orders a query's head by both opinions: the pairwise model's comparison
+    patch by patch, and the embedder's ranking it was given. Still a pairwise model in
+    OML's sense (two images in, one "different" logit out); the reranking formula is
+    unchanged."""
+
+    def __init__(self, model: ConcatSiamese, embedder: vit.ViT, scale: float, offset: float):
+        super().__init__()
+        if embedder.cfg.img_size != model.cfg.img_size or embedder.cfg.in_chans != model.cfg.in_chans:
+            raise ValueError(f"the prior's embedder takes {embedder.cfg.img_size}px images, the pairwise model {model.cfg.img_size}px")
+        self.model = model
+        self.embedder = embedder
+        self.register_buffer("prior", torch.tensor([scale, offset], dtype=torch.float32))
+
+    @property
+    def cfg(self) -> vit.ViTConfig:
+        return self.model.cfg
+
+    @property
+    def vit(self) -> vit.ViT:
+        return self.model.vit
+
+    @property
+    def hidden(self) -> List[int]:
+        return self.model.hidden
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, pos_embed: Optional[torch.Tensor] = None) -> torch.Tensor:
+        dist = (self.embedder(x1) - self.embedder(x2)).norm(dim=1, keepdim=True)
+        return self.model(x1, x2, pos_embed=pos_embed) + self.prior[0] * dist + self.prior[1]
+
+
 class PairwiseGraph(nn.Module):
     """What the ONNX file computes: (query, candidate) → logits [B,1], with the positional
     embedding of the stacked input precomputed once (vit.ViT.fixed_pos_embed) and shipped
     as a constant. Eval mode (no dropout)."""
 
-    def __init__(self, model: ConcatSiamese):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model.eval()
         s = model.cfg.img_size

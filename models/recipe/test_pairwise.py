@@ -156,6 +156,34 @@ class ExportTest(unittest.TestCase):
             self.assertEqual(export.sha256_file(again), export.sha256_file(path))
             self.assertFalse(any(m.training for m in model.modules()))
 
+    def test_prior(self):
+        # WithPrior adds scale·‖E(x1) − E(x2)‖ + offset to the pairwise logit, and the export
+        # records the prior in the graph's metadata.
+        gen = torch.Generator().manual_seed(1)
+        x1, x2 = (torch.randn(vit.input_shape(TINY, batch=3), generator=gen) for _ in range(2))
+        pair = pairwise.random_model(TINY, 2, 0.02)
+        emb = vit.ViT(TINY).eval()
+        vit.init_weights(emb, seed=4, std=0.02)
+        fused = pairwise.WithPrior(pair, emb, 8.0, -2.5).eval()
+        with torch.no_grad():
+            want = pair(x1, x2) + 8.0 * (emb(x1) - emb(x2)).norm(dim=1, keepdim=True) - 2.5
+            self.assertTrue(torch.allclose(fused(x1, x2), want, atol=1e-6))
+            # Identical images: the embedder's distance is 0, only the offset is added.
+            self.assertTrue(torch.allclose(fused(x1, x1), pair(x1, x1) - 2.5, atol=1e-6))
+        with tempfile.TemporaryDirectory() as d:
+            ckpt = os.path.join(d, "emb.pt")
+            torch.save(emb.state_dict(), ckpt)
+            export.main(["--kind", "pairwise", "--config", "tiny", "--out", d, "--prior", f"{ckpt},8,-2.5"])
+            m = onnx.load(os.path.join(d, export.PAIRWISE_ONNX_NAME))
+            prior = json.loads({p.key: p.value for p in m.metadata_props}["stir.prior"])
+            self.assertEqual((prior["scale"], prior["offset"]), (8.0, -2.5))
+            self.assertEqual(prior["embedder"], f"checkpoint sha256 {export.sha256_file(ckpt)}")
+            for bad in (f"{ckpt},0,1", f"{ckpt},8", os.path.join(d, "missing.pt") + ",8,1", f"{ckpt},x,1"):
+                with self.subTest(prior=bad), self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+                    export.main(["--kind", "pairwise", "--config", "tiny", "--out", d, "--prior", bad])
+            with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+                export.main(["--config", "tiny", "--out", d, "--prior", f"{ckpt},8,-2.5"])
+
     def test_flag_errors(self):
         with tempfile.TemporaryDirectory() as d:
             for argv in (

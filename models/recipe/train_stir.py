@@ -633,7 +633,7 @@ def evaluate_embedder(embedder: vit.ViT, cat: Catalog):
 
 
 @torch.no_grad()
-def pair_logits(model: pairwise.ConcatSiamese, cat: Catalog, pairs: Sequence[Tuple[int, int]], batch: int = 64) -> np.ndarray:
+def pair_logits(model: torch.nn.Module, cat: Catalog, pairs: Sequence[Tuple[int, int]], batch: int = 64) -> np.ndarray:
     """Logits of (query row, candidate row) pairs on the evaluation transform (eval mode)."""
     model.eval()
     model.to(cat.eval_u8.device)
@@ -646,7 +646,7 @@ def pair_logits(model: pairwise.ConcatSiamese, cat: Catalog, pairs: Sequence[Tup
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
-def evaluate_stir(embedder: vit.ViT, model: pairwise.ConcatSiamese, cat: Catalog, top_n: int = TOP_N):
+def evaluate_stir(embedder: vit.ViT, model: torch.nn.Module, cat: Catalog, top_n: int = TOP_N):
     """Embedder metrics, and the same after reranking its top_n with the pairwise model."""
     val, labels, ret = validation_retrieval(embedder, cat)
     cats = [cat.rows[i].category for i in val]
@@ -738,8 +738,16 @@ def main(argv=None) -> None:
         default=0,
         help="train for this many seconds, the schedule following wall time instead of epochs (0: by epochs)",
     )
+    ap.add_argument(
+        "--prior",
+        type=export.parse_prior,
+        metavar="EMBEDDER.pt,SCALE,OFFSET",
+        help="evaluate: the pairwise model with the embedder's calibrated verdict added to its logit (export.py --prior)",
+    )
     ap.add_argument("--eval-every", type=int, default=0, help="validate every N epochs (0: only at the end of the stage)")
     args = ap.parse_args(argv)
+    if args.prior and args.stage != "evaluate":
+        ap.error("--prior applies to the evaluate stage (export.py --prior builds the graph)")
     if args.list_loss and (not args.knn or args.miner != "none"):
         ap.error("--list-loss trains on whole neighbour lists: give --knn K and --miner none")
     if len(args.train_root) != len(args.train_catalog):
@@ -783,7 +791,7 @@ def main(argv=None) -> None:
         print(f"STIR (top_n {TOP_N}):\n" + retrieval.format_metrics(after))
     else:
         embedder = vit.load_checkpoint(emb_path, vit.CONFIGS[args.config])
-        model = pairwise.load_checkpoint(pw_path, vit.CONFIGS[args.pair_config or args.config])
+        model = export.with_prior(pairwise.load_checkpoint(pw_path, vit.CONFIGS[args.pair_config or args.config]), args.prior, args.config)
         before, after, _ = evaluate_stir(embedder, model, cat)
         record.update(
             embedder_sha256=export.sha256_file(emb_path),

@@ -20,18 +20,20 @@ import (
 // Tolerances of the pairwise golden comparisons.
 const (
 	// PIL's crops, normalised by models/preprocess (bit-identical to torch's tensors), through
-	// ONNX Runtime vs torch (measured: logit 6.0e-7, score 1.2e-7).
+	// ONNX Runtime vs torch (measured: logit 1.9e-6, score 2.4e-7).
 	maxLogitDiffPIL = 1e-5
 	maxScoreDiffPIL = 1e-5
 	// Our decoding and preprocessing of the source files vs torch on PIL's crops: Go's JPEG
 	// decoder differs from libjpeg-turbo by a few uint8 levels (TestGoldenPreprocessing), which
-	// moves the scores (measured: 2.0e-4, logits 1.0e-3; PNG/PNG pairs 1.2e-7).
-	maxScoreDiffOurs = 1e-3
+	// moves the scores. The shipped graph adds the embedder's prior, 8.437 × its distance
+	// (which moves by up to 1.8e-3 on our path, maxDistDiffOurs), to the logit (measured:
+	// scores 1.2e-3, logits 1.9e-2; the ConcatSiamese alone moved 2.0e-4 and 1.0e-3).
+	maxScoreDiffOurs = 3e-3
 	// Reranked distances vs OML's (float64 in numpy, float32 in models/rerank; measured 2.4e-8
 	// on torch's scores, 1.3e-7 on ONNX Runtime's for PIL's crops).
 	maxRerankedDistDiff = 1e-5
 	// The reranked head's distances are its scores, scaled by tail/last-score ≤ 1 when
-	// rescaled: on our path they can move by up to twice the score error (measured 2.2e-4);
+	// rescaled: on our path they can move by up to twice the score error;
 	// maxRerankedDistDiff cannot hold there.
 	maxRerankedDistDiffOurs = 2 * maxScoreDiffOurs
 	// Query–neighbour embedding distances of the stir-tiny embedder vs the golden ones
@@ -288,8 +290,8 @@ func nearTies(t *testing.T, g *PairwiseGolden, q GoldenQuery, gap float32) []str
 //
 // The reranked order must equal OML's exactly. A score tolerance of maxScoreDiffOurs only
 // implies that for candidates whose torch scores differ by more than twice it; the golden
-// queries have closer neighbours (logged as near ties: query 12's candidates 13 and 16 are
-// 8.2e-5 apart in torch, 1.8e-4 in ours, same order). Go's decoder and ONNX Runtime are
+// queries have closer neighbours (logged as near ties, e.g. query 0's candidates 4 and 2 are
+// 2.0e-3 apart in torch; same order in ours). Go's decoder and ONNX Runtime are
 // deterministic, so the equality is a stable fact of this file, checked as such: a decoder
 // change that flips a near tie fails here with the ties listed, and the golden queries (or
 // this check) must then be revisited deliberately.
