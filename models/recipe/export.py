@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 import warnings
@@ -214,8 +215,8 @@ def export(model: vit.ViT, onnx_path: str, metadata: Dict[str, str]) -> None:
 
 
 def with_prior(model: pairwise.ConcatSiamese, prior: Optional[Tuple[str, float, float]], config: str) -> torch.nn.Module:
-    """`model`, or with a prior (embedder checkpoint of configuration `config`, scale,
-    offset) pairwise.WithPrior."""
+    """`model` as it is without a prior; else pairwise.WithPrior over it, with the prior's
+    embedder checkpoint (of configuration `config`), scale and offset."""
     if not prior:
         return model
     ckpt, scale, offset = prior
@@ -272,8 +273,8 @@ def parse_prior(value: str) -> Tuple[str, float, float]:
         ckpt, scale, offset = parts[0], float(parts[1]), float(parts[2])
     except (IndexError, ValueError):
         raise argparse.ArgumentTypeError(f"{value!r}: want EMBEDDER.pt,SCALE,OFFSET, e.g. embedder.pt,8.437,-2.626")
-    if not scale > 0 or not os.path.isfile(ckpt):
-        raise argparse.ArgumentTypeError(f"{value!r}: want an existing embedder checkpoint and a positive scale")
+    if not (scale > 0 and math.isfinite(scale) and math.isfinite(offset)) or not os.path.isfile(ckpt):
+        raise argparse.ArgumentTypeError(f"{value!r}: want an existing embedder checkpoint, a positive scale and a finite offset")
     return ckpt, scale, offset
 
 
@@ -312,6 +313,8 @@ def main(argv=None) -> None:
         ap.error("--no-normalize applies to embedders; a pairwise model outputs a logit")
     if args.prior and args.kind != PAIRWISE:
         ap.error("--prior applies to --kind pairwise")
+    if args.prior_config and not args.prior:
+        ap.error("--prior-config names the --prior embedder's configuration: give --prior too")
     if args.head_hidden is not None and (args.kind != PAIRWISE or args.checkpoint):
         ap.error("--head-hidden applies to a random --kind pairwise model")
 

@@ -178,11 +178,12 @@ class ExportTest(unittest.TestCase):
             prior = json.loads({p.key: p.value for p in m.metadata_props}["stir.prior"])
             self.assertEqual((prior["scale"], prior["offset"]), (8.0, -2.5))
             self.assertEqual(prior["embedder"], f"checkpoint sha256 {export.sha256_file(ckpt)}")
-            for bad in (f"{ckpt},0,1", f"{ckpt},8", os.path.join(d, "missing.pt") + ",8,1", f"{ckpt},x,1"):
+            for bad in (f"{ckpt},0,1", f"{ckpt},8", os.path.join(d, "missing.pt") + ",8,1", f"{ckpt},x,1", f"{ckpt},8,nan"):
                 with self.subTest(prior=bad), self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
                     export.main(["--kind", "pairwise", "--config", "tiny", "--out", d, "--prior", bad])
-            with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
-                export.main(["--config", "tiny", "--out", d, "--prior", f"{ckpt},8,-2.5"])
+            for argv in (["--prior", f"{ckpt},8,-2.5"], ["--kind", "pairwise", "--prior-config", "tiny"]):
+                with self.subTest(argv=argv), self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+                    export.main(["--config", "tiny", "--out", d] + argv)
 
     def test_flag_errors(self):
         with tempfile.TemporaryDirectory() as d:
