@@ -3,7 +3,7 @@
 
 GO        ?= go
 ORT_DIR   := .local/onnxruntime
-ORT_LIB   := $(ORT_DIR)/libonnxruntime.so.1.24.1
+ORT_LIB   := $(ORT_DIR)/libonnxruntime.so.1.31.1
 DUCKDB    := schemas/embeddings/testdata/duckdb
 BIN       := bin/stir
 DEMO      := out/demo
@@ -11,11 +11,11 @@ BENCH     := out/bench
 
 export STIR_ONNXRUNTIME_LIB ?= $(CURDIR)/$(ORT_LIB)
 
-.PHONY: all build ort duckdb demo test vet fmt bench vits16 clean
+.PHONY: all build worker layout image image-gpu image-flex ort duckdb demo test vet fmt bench vits16 clean
 
 all: build
 
-## ort: install the ONNX Runtime 1.24.1 shared library from the npm registry (idempotent)
+## ort: install the ONNX Runtime 1.31.1 shared library from the npm registry (idempotent)
 ort: $(ORT_LIB)
 $(ORT_LIB): launch/setup/install-onnxruntime.sh
 	bash launch/setup/install-onnxruntime.sh $(ORT_DIR)
@@ -28,6 +28,34 @@ $(DUCKDB)/node_modules/.package-lock.json: $(DUCKDB)/package.json $(DUCKDB)/pack
 ## build: the stir program (every job, and the Beam worker)
 build:
 	$(GO) build -o $(BIN) ./launch/stir
+
+## worker: the stir worker for remote runners' workers: linux/amd64, cgo, glibc ≤ 2.36 (Debian
+## bookworm's). Built here on such a machine, otherwise in the worker image's build stage.
+WORKER := bin/linux_amd64/stir
+GLIBC  := $(shell ldd --version 2>/dev/null | head -1 | grep -o '[0-9]*\.[0-9]*$$')
+worker:
+	@if [ "$$(uname -s)/$$(uname -m)" = Linux/x86_64 ] && [ -n "$(GLIBC)" ] && \
+	    [ "$$(printf '%s\n' "$(GLIBC)" 2.36 | sort -V | tail -1)" = 2.36 ]; then \
+		echo "CGO_ENABLED=1 GOOS=linux GOARCH=amd64 $(GO) build -ldflags='-s -w' -o $(WORKER) ./launch/stir"; \
+		CGO_ENABLED=1 GOOS=linux GOARCH=amd64 $(GO) build -ldflags='-s -w' -o $(WORKER) ./launch/stir; \
+	else \
+		echo "this machine is not linux/amd64 with glibc ≤ 2.36: building the worker in the container's build stage"; \
+		docker build -f launch/container/Dockerfile --target worker-binary --output bin/linux_amd64 .; \
+	fi
+
+## layout: the cpu worker image's filesystem in out/layout, without Docker (what the tests run)
+layout:
+	bash launch/container/layout.sh out/layout
+
+## image, image-gpu, image-flex: the worker images and the Flex Template launcher (need Docker;
+## IMAGE=registry/path:tag, and for the GPU image ORT_GPU_SHA256, see launch/container/Dockerfile)
+IMAGE ?= stir-worker:dev
+image:
+	docker build -f launch/container/Dockerfile --target cpu -t $(IMAGE) .
+image-gpu:
+	docker build -f launch/container/Dockerfile --target gpu --build-arg ORT_GPU_SHA256=$(ORT_GPU_SHA256) -t $(IMAGE)-gpu .
+image-flex:
+	docker build -f launch/container/Dockerfile --target flex -t $(IMAGE)-flex .
 
 # The catalog the shipped stir-tiny models were trained on (models/zoo/stir-tiny/TRAINING.md):
 # the demo scores its held-out validation products; 4 extra broken files exercise rejects.

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
@@ -64,6 +63,8 @@ type EmbedOptions struct {
 	CatalogShards int
 	// Progress prints progress lines (local runs).
 	Progress bool
+	// Workers says where the work runs.
+	Workers Workers
 }
 
 // EmbedPlan is a checked embed job: everything the pipeline needs, known before it runs.
@@ -101,7 +102,7 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 		return nil, err
 	}
 	if o.Root == "" {
-		o.Root = dirOf(o.Catalog)
+		o.Root = blob.Dir(o.Catalog)
 	}
 	cat, err := catalog.Load(ctx, o.Catalog, catalog.Options{Format: o.Format, Root: o.Root})
 	if err != nil {
@@ -118,7 +119,7 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 	if err := ort.Init(o.Library); err != nil {
 		return nil, err
 	}
-	sha, err := embedder.Verify(m, o.Runtime)
+	sha, err := embedder.Verify(m, o.Workers.preflight(o.Runtime))
 	if err != nil {
 		return nil, err
 	}
@@ -157,24 +158,13 @@ func Embed(s beam.Scope, p *EmbedPlan) {
 		Root:        o.Root,
 		BatchSize:   o.BatchSize,
 		Runtime:     o.Runtime,
-		Library:     o.Library,
+		Library:     o.Workers.library(o.Library),
 		Limits:      o.Limits,
 		Total:       int64(len(p.Catalog.Rows)),
 		Progress:    o.Progress,
 	})
 	sink.Embeddings(s, embs, blob.Join(o.Output, EmbeddingsDir), o.EmbeddingShards, p.Provenance)
 	sink.Rejects(s, rejs, RejectsFile(o.Output, "embed"))
-}
-
-func dirOf(uri string) string {
-	if blob.IsGCS(uri) {
-		i := len(uri) - 1
-		for i > len("gs://") && uri[i] != '/' {
-			i--
-		}
-		return uri[:i]
-	}
-	return filepath.Dir(uri)
 }
 
 func ceilDiv(a, b int) int {

@@ -38,6 +38,8 @@ type NeighborsOptions struct {
 	Library string
 	// Progress prints progress lines.
 	Progress bool
+	// Workers says where the work runs.
+	Workers Workers
 }
 
 // NeighborsPlan is a checked neighbours job.
@@ -101,7 +103,7 @@ func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, 
 			Threads: o.Threads, Provider: o.Provider, CUDADevice: o.CUDADevice},
 		ShardSize: o.ShardSize,
 		TileSize:  o.TileSize,
-		Library:   o.Library,
+		Library:   o.Workers.library(o.Library),
 		Plan:      plan,
 		Progress:  o.Progress,
 		Provenance: neighbors.Provenance{

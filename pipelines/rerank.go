@@ -44,6 +44,8 @@ type RerankOptions struct {
 	Limits  imageio.Limits
 	// Progress prints progress lines.
 	Progress bool
+	// Workers says where the work runs.
+	Workers Workers
 }
 
 // RerankPlan is a checked rerank job.
@@ -80,7 +82,7 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 		o.Catalog = m.CatalogURI
 	}
 	if o.Root == "" {
-		o.Root = dirOf(o.Catalog)
+		o.Root = blob.Dir(o.Catalog)
 	}
 	cat, err := catalog.Load(ctx, o.Catalog, catalog.Options{Root: o.Root})
 	if err != nil {
@@ -112,7 +114,7 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 		Options: o, Files: files, Provenance: prov,
 		Catalog: catalogio.Source{URI: o.Catalog, Format: cat.Format, Snapshot: cat.Snapshot, Shards: ceilDiv(len(cat.Rows), 20_000)},
 		Config: rerank.Config{Model: o.Model, ModelSHA256: sha, Catalog: o.Catalog, Root: o.Root,
-			TopN: o.TopN, BatchPairs: o.BatchPairs, CacheImages: o.CacheImages, Runtime: o.Runtime, Library: o.Library,
+			TopN: o.TopN, BatchPairs: o.BatchPairs, CacheImages: o.CacheImages, Runtime: o.Runtime, Library: o.Workers.library(o.Library),
 			Limits: o.Limits, Total: m.Rows, Progress: o.Progress},
 	}, nil
 }
@@ -171,7 +173,7 @@ func (o RerankOptions) pairModel(ctx context.Context, embedder *manifest.Manifes
 	if err := ort.Init(o.Library); err != nil {
 		return nil, "", err
 	}
-	sha, err := pairwise.Verify(pm, o.Runtime)
+	sha, err := pairwise.Verify(pm, o.Workers.preflight(o.Runtime))
 	return pm, sha, err
 }
 

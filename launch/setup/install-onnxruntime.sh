@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Installs the ONNX Runtime CPU shared library that github.com/yalue/onnxruntime_go v1.27.0
-# is built against (1.24.1), from the npm package onnxruntime-node@1.24.1, which ships the
+# Installs the ONNX Runtime shared library that github.com/yalue/onnxruntime_go v1.38.0 needs
+# (C API 31, ONNX Runtime 1.31), from the npm package onnxruntime-node@1.31.1, which ships the
 # Linux x64 library inside its tarball. `npm pack` runs no install script and downloads only
 # from the npm registry. Idempotent: does nothing when the verified library is in place.
 #
 #   launch/setup/install-onnxruntime.sh [DEST_DIR]   (default: .local/onnxruntime)
 set -euo pipefail
 
-version=1.24.1
-tarball_sha256=57181cf6e6e711b155c5b942d591fd63ded0b5de5c4922d51fd994e7f6ac2772
-lib_sha256=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
+version=1.31.1
+tarball_sha256=d7a3de2b1bba92614abc74af909cc0ba4f4dd5347735418794edeb58cfef2d22
+lib_sha256=f19a4da48c4c65e0cdccff82354482f657fa91a3455b66174195b94ca55b0e6f
 dest=${1:-.local/onnxruntime}
 lib="$dest/libonnxruntime.so.$version"
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/ort"
@@ -36,14 +35,15 @@ func runtimeFlags(fs *flag.FlagSet, o *ort.Options, lib *string) {
 }
 
 // embedOptionFlags registers the embed stage's flags (shared by run); call the returned
-// function after parsing to finish the options.
-func embedOptionFlags(fs *flag.FlagSet, o *pipelines.EmbedOptions) func() {
+// function after parsing to finish the options: it expands --output's placeholders
+// (reporting whether there were any) and checks where the workers run.
+func embedOptionFlags(fs *flag.FlagSet, o *pipelines.EmbedOptions) func() (templated bool, err error) {
 	var maxMP float64
 	var maxMB int64
 	fs.StringVar(&o.Catalog, "catalog", "", "catalog file, OML CSV or Parquet, local or gs:// (required)")
 	fs.StringVar(&o.Format, "catalog_format", "", "catalog format: csv or parquet; empty: from the file extension")
 	fs.StringVar(&o.Root, "root", "", "dataset root that catalog paths are relative to; empty: the catalog's directory")
-	fs.StringVar(&o.Output, "output", "", "run directory, local or gs:// (required); gets embeddings/ and rejects/")
+	fs.StringVar(&o.Output, "output", "", "run directory, local or gs:// (required); gets embeddings/ and rejects/; {date} and {datetime} are replaced by the launch time (UTC)")
 	fs.StringVar(&o.Model, "model", defaultModel, "embedder: ONNX file or its manifest (.json beside it), local or gs:// (a remote model is copied once into $STIR_CACHE_DIR/models)")
 	fs.IntVar(&o.BatchSize, "batch_size", 8, "images per forward pass")
 	fs.IntVar(&o.EmbeddingShards, "embedding_shards", 0, "number of embeddings Parquet files; 0: one per 50,000 rows")
@@ -52,22 +52,41 @@ func embedOptionFlags(fs *flag.FlagSet, o *pipelines.EmbedOptions) func() {
 	fs.Int64Var(&maxMB, "max_file_mb", 64, "refuse image files over this many MiB")
 	fs.BoolVar(&o.Progress, "progress", true, "print progress lines (items, rate, ETA) while running")
 	runtimeFlags(fs, &o.Runtime, &o.Library)
-	return func() { o.Limits = imageio.Limits{MaxPixels: int64(maxMP * 1e6), MaxBytes: maxMB << 20} }
+	return func() (bool, error) {
+		o.Limits = imageio.Limits{MaxPixels: int64(maxMP * 1e6), MaxBytes: maxMB << 20}
+		out, templated, err := expandOutput(o.Output, time.Now())
+		if err != nil {
+			return false, err
+		}
+		o.Output = out
+		return templated, nil
+	}
+}
+
+// embedPaths are the embed stage's paths that its workers read or write.
+func embedPaths(o *pipelines.EmbedOptions) map[string]*string {
+	return map[string]*string{"--catalog": &o.Catalog, "--root": &o.Root, "--output": &o.Output, "--model": &o.Model}
 }
 
 func embedFlags(fs *flag.FlagSet) func(context.Context) error {
 	var o pipelines.EmbedOptions
 	finish := embedOptionFlags(fs, &o)
 	return func(ctx context.Context) error {
-		finish()
-		_, err := runEmbed(ctx, o, func(*pipelines.EmbedPlan) error {
+		if _, err := finish(); err != nil {
+			return err
+		}
+		w, err := placeWorkers(embedPaths(&o), o.Runtime.Provider)
+		if err != nil {
+			return err
+		}
+		o.Workers = w
+		_, err = runEmbed(ctx, o, func(*pipelines.EmbedPlan) error {
 			return pipelines.Withdraw(ctx, pipelines.MarkersOf(o.Output).Embeddings)
 		})
 		return err
 	}
 }
 
-// runEmbed runs the embed pipeline and prints its summary.
 // runEmbed runs the embed stage; ready runs once its inputs are checked, before any work
 // (the caller's own checks, and withdrawing the outputs it will rewrite).
 func runEmbed(ctx context.Context, o pipelines.EmbedOptions, ready func(*pipelines.EmbedPlan) error) (*pipelines.EmbedPlan, error) {
@@ -82,9 +101,9 @@ func runEmbed(ctx context.Context, o pipelines.EmbedOptions, ready func(*pipelin
 	p, s := beam.NewPipelineWithRoot()
 	pipelines.Embed(s, plan)
 	fmt.Fprintf(os.Stderr, "embed: %d catalog rows, model %s (D=%d), running…\n", len(plan.Catalog.Rows), plan.Manifest.Name, plan.Manifest.Dim)
-	res, err := beamx.RunWithMetrics(ctx, p)
+	res, err := execute(ctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline failed: %w", err)
+		return nil, err
 	}
 	return plan, embedSummary(ctx, plan, res, time.Since(start))
 }

@@ -6,11 +6,13 @@
 // Jobs run on the embedded prism runner by default; --runner=direct, or --runner=universal
 // with --endpoint (Flink, Spark job servers), or --runner=dataflow with its flags run the
 // same pipeline elsewhere. The binary is also the Beam worker: started with --worker by a
-// runner, it serves work instead of launching a job.
+// runner, it serves work instead of launching a job; a runner with separate workers is
+// handed this executable (launch/worker checks that it fits them).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -72,7 +74,10 @@ func main() {
 	}
 	beamlog.LogLevel = *logLevel
 	beam.Init()
-	if err := run(context.Background()); err != nil {
+	if err := run(context.Background()); errors.Is(err, errDryRun) {
+		fmt.Fprintf(os.Stderr, "stir %s: %v\n", name, err)
+		return
+	} else if err != nil {
 		fmt.Fprintf(os.Stderr, "stir %s: %v\n", name, err)
 		os.Exit(1)
 	}
@@ -90,8 +95,9 @@ func usage(w *os.File) {
 }
 
 // runnerFlags are the Beam flags a user of a job needs most; Beam defines them.
-var runnerFlags = []string{"runner", "endpoint", "environment_type", "environment_config", "job_name",
-	"project", "region", "temp_location", "staging_location", "worker_machine_type", "num_workers", "max_num_workers"}
+var runnerFlags = []string{"runner", "endpoint", "environment_type", "environment_config", "worker_binary", "job_name",
+	"project", "region", "temp_location", "staging_location", "sdk_container_image", "worker_machine_type", "num_workers",
+	"max_num_workers", "dataflow_service_options", "dry_run"}
 
 func commandUsage(c *command) {
 	w := flag.CommandLine.Output()

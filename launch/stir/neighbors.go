@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/stirpipe/stirpipe/models/metrics"
 	"github.com/stirpipe/stirpipe/pipelines"
@@ -38,7 +37,14 @@ func neighborsFlags(fs *flag.FlagSet) func(context.Context) error {
 	fs.StringVar(&o.Provider, "provider", "cpu", "execution provider of the search: cpu or cuda")
 	fs.BoolVar(&o.Progress, "progress", true, "print progress lines while running")
 	neighborsOptionFlags(fs, &o)
-	return func(ctx context.Context) error { return runNeighbors(ctx, o) }
+	return func(ctx context.Context) error {
+		w, err := placeWorkers(map[string]*string{"--output": &o.Output, "--embeddings": &o.Embeddings}, o.Provider)
+		if err != nil {
+			return err
+		}
+		o.Workers = w
+		return runNeighbors(ctx, o)
+	}
 }
 
 func runNeighbors(ctx context.Context, o pipelines.NeighborsOptions) error {
@@ -55,8 +61,8 @@ func runNeighbors(ctx context.Context, o pipelines.NeighborsOptions) error {
 		c.Plan.Queries, c.Plan.Galleries, c.Engine.K, c.Shards(), c.Tiles())
 	p, s := beam.NewPipelineWithRoot()
 	pipelines.Neighbors(s, plan)
-	if _, err := beamx.RunWithMetrics(ctx, p); err != nil {
-		return fmt.Errorf("pipeline failed: %w", err)
+	if _, err := execute(ctx, p); err != nil {
+		return err
 	}
 	m, err := neighbors.ReadManifest(ctx, c.Output)
 	if err != nil {
@@ -118,7 +124,13 @@ func evaluateFlags(fs *flag.FlagSet) func(context.Context) error {
 	fs.StringVar(&o.Catalog, "catalog", "", "the catalog the lists come from; when set, it must be the same snapshot")
 	fs.StringVar(&o.Output, "output", "", "metrics.json to write (required)")
 	ksFlags(fs, &o.KS)
-	return func(ctx context.Context) error { return runEvaluate(ctx, o) }
+	return func(ctx context.Context) error {
+		if _, err := placeWorkers(map[string]*string{"--lists": &o.Lists, "--compare": &o.Compare, "--catalog": &o.Catalog,
+			"--output": &o.Output}, ""); err != nil {
+			return err
+		}
+		return runEvaluate(ctx, o)
+	}
 }
 
 func runEvaluate(ctx context.Context, o pipelines.EvaluateOptions) error {
@@ -131,8 +143,8 @@ func runEvaluate(ctx context.Context, o pipelines.EvaluateOptions) error {
 	}
 	p, s := beam.NewPipelineWithRoot()
 	pipelines.Evaluate(s, plan)
-	if _, err := beamx.RunWithMetrics(ctx, p); err != nil {
-		return fmt.Errorf("pipeline failed: %w", err)
+	if _, err := execute(ctx, p); err != nil {
+		return err
 	}
 	r, err := blob.Open(ctx, o.Output)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/pipelines"
@@ -42,6 +41,12 @@ func rerankFlags(fs *flag.FlagSet) func(context.Context) error {
 	runtimeFlags(fs, &o.Runtime, &o.Library)
 	return func(ctx context.Context) error {
 		o.Limits = imageio.Limits{MaxPixels: int64(maxMP * 1e6)}
+		w, err := placeWorkers(map[string]*string{"--output": &o.Output, "--lists": &o.Lists, "--catalog": &o.Catalog,
+			"--root": &o.Root, "--pair_model": &o.Model}, o.Runtime.Provider)
+		if err != nil {
+			return err
+		}
+		o.Workers = w
 		return runRerank(ctx, o)
 	}
 }
@@ -58,9 +63,9 @@ func runRerank(ctx context.Context, o pipelines.RerankOptions) error {
 	fmt.Fprintf(os.Stderr, "rerank: %d queries, top_n=%d, pairwise model %s, running…\n", plan.Config.Total, plan.Config.TopN, plan.Provenance.PairModelName)
 	p, s := beam.NewPipelineWithRoot()
 	pipelines.Rerank(s, plan)
-	res, err := beamx.RunWithMetrics(ctx, p)
+	res, err := execute(ctx, p)
 	if err != nil {
-		return fmt.Errorf("pipeline failed: %w", err)
+		return err
 	}
 	out := blob.Join(o.Output, pipelines.RerankedDir)
 	m, err := neighbors.ReadManifest(ctx, out)

@@ -17,12 +17,24 @@ func runFlags(fs *flag.FlagSet) func(context.Context) error {
 	var r pipelines.RerankOptions
 	var ev pipelines.EvaluateOptions
 	finish := embedOptionFlags(fs, &e)
+	latest := fs.String("latest", "auto", "pointer file moved to this run once every stage has succeeded (it holds the run's URI); "+
+		"auto: LATEST beside the run folder when --output has a {date} or {datetime} placeholder; none: no pointer")
 	neighborsOptionFlags(fs, &n)
 	fs.StringVar(&r.Model, "pair_model", defaultPairModel, "STIR pairwise model, local or gs://; empty: no reranking")
 	rerankOptionFlags(fs, &r)
 	ksFlags(fs, &ev.KS)
 	return func(ctx context.Context) error {
-		finish()
+		templated, err := finish()
+		if err != nil {
+			return err
+		}
+		paths := embedPaths(&e)
+		paths["--pair_model"] = &r.Model
+		w, err := placeWorkers(paths, e.Runtime.Provider)
+		if err != nil {
+			return err
+		}
+		e.Workers, n.Workers, r.Workers = w, w, w
 		// Before the first stage: the later stages' flags and the pairwise model (a bad one
 		// would otherwise surface after embedding), then every output this job rewrites is
 		// withdrawn.
@@ -61,6 +73,9 @@ func runFlags(fs *flag.FlagSet) func(context.Context) error {
 		ev.Catalog = plan.Options.Catalog
 		if err := runEvaluate(ctx, ev); err != nil {
 			return fmt.Errorf("evaluate: %w", err)
+		}
+		if pointer := latestTarget(*latest, e.Output, templated); pointer != "" {
+			return pointLatest(ctx, pointer, e.Output)
 		}
 		return nil
 	}

@@ -36,10 +36,10 @@ const (
 var ErrNoCUDA = errors.New("CUDA execution provider unavailable")
 
 // cudaHint tells a person how to get a CUDA-capable library.
-const cudaHint = "the npm build installed by `make ort` is CPU-only; for CUDA install the GPU build of " +
-	"ONNX Runtime 1.24.x (onnxruntime-linux-x64-gpu) with libonnxruntime_providers_shared.so and " +
-	"libonnxruntime_providers_cuda.so beside libonnxruntime.so, CUDA 12 and cuDNN 9, and point " +
-	"--onnxruntime-lib at it; or use --provider=cpu"
+const cudaHint = "the library `make ort` installs has no CUDA provider libraries beside it; run on the GPU worker image " +
+	"(launch/container/Dockerfile, target gpu), or put ONNX Runtime " + MinVersion + "'s GPU build (libonnxruntime.so with " +
+	"libonnxruntime_providers_shared.so and libonnxruntime_providers_cuda.so beside it; CUDA 12 and cuDNN 9 on the " +
+	"loader's path) in place and point --onnxruntime_lib at it; or use --provider=cpu"
 
 // Options are the documented session settings. The zero value means: ONNX Runtime's default
 // thread counts, all graph optimisations, CPU.

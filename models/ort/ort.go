@@ -30,13 +30,16 @@ import (
 )
 
 const (
-	// RequiredVersion is the ONNX Runtime release that onnxruntime_go v1.27.0 is built
-	// against and that `make ort` installs.
-	RequiredVersion = "1.24.1"
-	// MinVersion is the oldest ONNX Runtime release accepted (major.minor).
-	MinVersion = "1.24"
-	// APIVersion is the ORT C API version onnxruntime_go requests (ORT_API_VERSION).
-	APIVersion = 24
+	// RequiredVersion is the ONNX Runtime release that `make ort` installs and the CPU
+	// worker image ships.
+	RequiredVersion = "1.31.1"
+	// MinVersion is the oldest ONNX Runtime release accepted (major.minor): the first to
+	// serve APIVersion.
+	MinVersion = "1.31"
+	// APIVersion is the ORT C API version onnxruntime_go v1.38.0 requests (ORT_API_VERSION).
+	APIVersion = 31
+	// bindingVersion names the Go binding in messages.
+	bindingVersion = "onnxruntime_go v1.38.0"
 	// LibraryName is the file name of the shared library, also tried as a plain soname.
 	LibraryName = "libonnxruntime.so." + RequiredVersion
 	// EnvLibrary is the environment variable naming the shared library.
@@ -47,11 +50,11 @@ const (
 
 // installHint tells a person how to get a usable library.
 const installHint = "run `make ort` to install ONNX Runtime " + RequiredVersion +
-	" into .local/onnxruntime/, or point --onnxruntime-lib or " + EnvLibrary +
+	" into .local/onnxruntime/, or point --onnxruntime_lib or " + EnvLibrary +
 	" at a libonnxruntime.so of ONNX Runtime ≥ " + MinVersion
 
 // LibraryPath resolves the ONNX Runtime shared library: flagValue if set, else $STIR_ONNXRUNTIME_LIB,
-// else .local/onnxruntime/libonnxruntime.so.1.24.1 in the current directory or one of its
+// else .local/onnxruntime/libonnxruntime.so.1.31.1 in the current directory or one of its
 // parents, else beside the executable (<exe dir>/../.local/onnxruntime/…, <exe dir>/…,
 // <exe dir>/lib/…), else the plain soname for the system loader. A flag or environment
 // value containing a slash must name an existing file.
@@ -72,7 +75,7 @@ func libraryPath(flagValue, envValue, cwd, exe string) (string, error) {
 		return v, nil
 	}
 	if flagValue != "" {
-		return explicit(flagValue, "--onnxruntime-lib")
+		return explicit(flagValue, "--onnxruntime_lib")
 	}
 	if envValue != "" {
 		return explicit(envValue, EnvLibrary)
@@ -141,8 +144,8 @@ func Init(libPath string) error {
 		return fmt.Errorf("ONNX Runtime library %s: %w; %s", libPath, err, installHint)
 	}
 	if !probe.apiOK {
-		return fmt.Errorf("ONNX Runtime library %s (version %s) does not serve C API version %d, which onnxruntime_go v1.27.0 needs; %s",
-			libPath, probe.version, APIVersion, installHint)
+		return fmt.Errorf("ONNX Runtime library %s (version %s) does not serve C API version %d, which %s needs; %s",
+			libPath, probe.version, APIVersion, bindingVersion, installHint)
 	}
 	if environment.path != "" {
 		if probe.version == environment.version {
@@ -204,7 +207,7 @@ func LoadedLibrary() string {
 // errNotInitialized is returned by functions that need Init first.
 var errNotInitialized = errors.New("ONNX Runtime is not initialised: call ort.Init first")
 
-// CheckVersion returns an error unless version (e.g. "1.24.1") is at least MinVersion. It
+// CheckVersion returns an error unless version (e.g. "1.31.1") is at least MinVersion. It
 // names both versions.
 func CheckVersion(version string) error {
 	got, err := majorMinor(version)
@@ -216,14 +219,14 @@ func CheckVersion(version string) error {
 		panic(err) // MinVersion is a constant.
 	}
 	if got[0] < want[0] || (got[0] == want[0] && got[1] < want[1]) {
-		return fmt.Errorf("ONNX Runtime version %s is too old: need ≥ %s (onnxruntime_go v1.27.0 is built against %s)",
-			version, MinVersion, RequiredVersion)
+		return fmt.Errorf("ONNX Runtime version %s is too old: need ≥ %s (%s needs C API %d)",
+			version, MinVersion, bindingVersion, APIVersion)
 	}
 	return nil
 }
 
-// majorMinor parses the first two numeric components of a version like "1.24.1" or
-// "1.25.0-dev".
+// majorMinor parses the first two numeric components of a version like "1.31.1" or
+// "1.32.0-dev".
 func majorMinor(v string) ([2]int, error) {
 	parts := strings.SplitN(strings.TrimSpace(v), ".", 3)
 	if len(parts) < 2 {

@@ -66,7 +66,7 @@ func TestLibraryPath(t *testing.T) {
 	}{
 		{name: "flag wins", flag: flagLib, env: envLib, cwd: deep, want: flagLib},
 		{name: "env next", env: envLib, cwd: deep, want: envLib},
-		{name: "missing flag file", flag: filepath.Join(root, "no.so"), wantErr: "--onnxruntime-lib"},
+		{name: "missing flag file", flag: filepath.Join(root, "no.so"), wantErr: "--onnxruntime_lib"},
 		{name: "missing env file", env: filepath.Join(root, "no.so"), wantErr: EnvLibrary},
 		{name: "soname flag goes to the loader", flag: "libonnxruntime.so.1", want: "libonnxruntime.so.1"},
 		{name: "parent of cwd", cwd: deep, exe: filepath.Join(nowhere, "prog"), want: repoLib},
@@ -146,7 +146,7 @@ func TestInitErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Init(%q) succeeded", tc.path)
 			}
-			for _, want := range []string{tc.path, tc.want, RequiredVersion, "make ort", "--onnxruntime-lib", EnvLibrary} {
+			for _, want := range []string{tc.path, tc.want, RequiredVersion, "make ort", "--onnxruntime_lib", EnvLibrary} {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("Init(%q) error does not mention %q: %v", tc.path, want, err)
 				}
@@ -168,13 +168,14 @@ func TestCheckVersion(t *testing.T) {
 		version string
 		ok      bool
 	}{
-		{"1.24.1", true},
-		{"1.24.0", true},
-		{"1.24-dev", true},
-		{"1.25.0", true},
+		{"1.31.1", true},
+		{"1.31.0", true},
+		{"1.31-dev", true},
+		{"1.32.0", true},
 		{"1.100.0", true},
 		{"2.0.0", true},
-		{"1.23.2", false},
+		{"1.30.0", false},
+		{"1.24.1", false},
 		{"1.9.0", false}, // numeric, not string, comparison
 		{"0.99.0", false},
 		{"1", false},
@@ -237,7 +238,7 @@ func TestCUDAUnavailable(t *testing.T) {
 	if !errors.Is(err, ErrNoCUDA) {
 		t.Fatalf("NewSessionOptions(cuda) = %v, want ErrNoCUDA", err)
 	}
-	for _, want := range []string{"CUDA was requested", "libonnxruntime_providers_cuda.so", "CUDA 12", "cuDNN 9", "1.24"} {
+	for _, want := range []string{"CUDA was requested", "libonnxruntime_providers_cuda.so", "CUDA 12", "cuDNN 9", "1.31", "target gpu"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("CUDA error does not mention %q: %v", want, err)
 		}

@@ -42,6 +42,19 @@ func Join(base string, elems ...string) string {
 	return filepath.Join(append([]string{base}, elems...)...)
 }
 
+// Dir returns the directory (or gs:// prefix) holding uri: the part before its last
+// separator, never shorter than a bucket.
+func Dir(uri string) string {
+	if IsGCS(uri) {
+		i := strings.LastIndexByte(strings.TrimSuffix(uri, "/"), '/')
+		if i < len(gcsScheme) {
+			return uri
+		}
+		return uri[:i]
+	}
+	return filepath.Dir(uri)
+}
+
 // ErrNotExist is returned (wrapped) when a file or object does not exist.
 var ErrNotExist = fs.ErrNotExist
 

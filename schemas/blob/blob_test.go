@@ -1,4 +1,4 @@
-package blob
+package blob_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/blob/blobtest"
 )
 
@@ -19,46 +20,46 @@ func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	for _, base := range []string{t.TempDir(), "gs://bucket/run"} {
 		t.Run(base, func(t *testing.T) {
-			uri := Join(base, "a", "b.bin")
+			uri := blob.Join(base, "a", "b.bin")
 			want := []byte("hello, catalog")
-			if err := WriteFile(ctx, uri, want); err != nil {
+			if err := blob.WriteFile(ctx, uri, want); err != nil {
 				t.Fatal(err)
 			}
-			got, err := ReadFile(ctx, uri)
+			got, err := blob.ReadFile(ctx, uri)
 			if err != nil || !bytes.Equal(got, want) {
 				t.Fatalf("ReadFile = %q, %v; want %q", got, err, want)
 			}
-			if n, err := Size(ctx, uri); err != nil || n != int64(len(want)) {
+			if n, err := blob.Size(ctx, uri); err != nil || n != int64(len(want)) {
 				t.Fatalf("Size = %d, %v", n, err)
 			}
-			before, err := Stat(ctx, uri)
+			before, err := blob.Stat(ctx, uri)
 			if err != nil || before.Version == "" {
 				t.Fatalf("Stat = %+v, %v", before, err)
 			}
-			if !IsGCS(uri) { // a rewrite within the clock's resolution would keep the time
+			if !blob.IsGCS(uri) { // a rewrite within the clock's resolution would keep the time
 				old := time.Now().Add(-time.Hour)
 				if err := os.Chtimes(uri, old, old); err != nil {
 					t.Fatal(err)
 				}
-				before, _ = Stat(ctx, uri)
+				before, _ = blob.Stat(ctx, uri)
 			}
-			if err := WriteFile(ctx, uri, want); err != nil {
+			if err := blob.WriteFile(ctx, uri, want); err != nil {
 				t.Fatal(err)
 			}
-			if after, err := Stat(ctx, uri); err != nil || after.Version == before.Version || after.Size != before.Size {
+			if after, err := blob.Stat(ctx, uri); err != nil || after.Version == before.Version || after.Size != before.Size {
 				t.Fatalf("Stat after a rewrite = %+v, %v; before %+v: want a new version", after, err, before)
 			}
-			files, err := List(ctx, Join(base, "a"))
+			files, err := blob.List(ctx, blob.Join(base, "a"))
 			if err != nil || len(files) != 1 || files[0] != uri {
 				t.Fatalf("List = %v, %v; want [%s]", files, err, uri)
 			}
-			if err := Remove(ctx, uri); err != nil {
+			if err := blob.Remove(ctx, uri); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := ReadFile(ctx, uri); !errors.Is(err, fs.ErrNotExist) {
+			if _, err := blob.ReadFile(ctx, uri); !errors.Is(err, fs.ErrNotExist) {
 				t.Fatalf("after Remove: err = %v, want not-exist", err)
 			}
-			if err := Remove(ctx, uri); err != nil {
+			if err := blob.Remove(ctx, uri); err != nil {
 				t.Fatalf("Remove of a missing file: %v", err)
 			}
 		})
@@ -69,8 +70,8 @@ func TestAbortLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	for _, base := range []string{t.TempDir(), "gs://bucket/abort"} {
 		t.Run(base, func(t *testing.T) {
-			uri := Join(base, "out.parquet")
-			w, err := Create(ctx, uri)
+			uri := blob.Join(base, "out.parquet")
+			w, err := blob.Create(ctx, uri)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +79,7 @@ func TestAbortLeavesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.Abort()
-			files, err := List(ctx, base)
+			files, err := blob.List(ctx, base)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +96,7 @@ func TestAbortLeavesNothing(t *testing.T) {
 func TestUncommittedLocalWriteIsHidden(t *testing.T) {
 	dir := t.TempDir()
 	uri := filepath.Join(dir, "x.json")
-	w, err := Create(context.Background(), uri)
+	w, err := blob.Create(context.Background(), uri)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +115,23 @@ func TestJoin(t *testing.T) {
 		{"gs://b", "gs://b/x/y"},
 		{"/tmp/o", "/tmp/o/x/y"},
 	} {
-		if got := Join(c.base, "x", "y"); got != c.want {
-			t.Errorf("Join(%q) = %q, want %q", c.base, got, c.want)
+		if got := blob.Join(c.base, "x", "y"); got != c.want {
+			t.Errorf("blob.Join(%q) = %q, want %q", c.base, got, c.want)
+		}
+	}
+}
+
+func TestDir(t *testing.T) {
+	for _, c := range []struct{ uri, want string }{
+		{"gs://b/p/catalog.csv", "gs://b/p"},
+		{"gs://b/runs/2026-12-07/", "gs://b/runs"},
+		{"gs://b/x", "gs://b"},
+		{"gs://b", "gs://b"},
+		{"/tmp/o/catalog.csv", "/tmp/o"},
+		{"catalog.csv", "."},
+	} {
+		if got := blob.Dir(c.uri); got != c.want {
+			t.Errorf("blob.Dir(%q) = %q, want %q", c.uri, got, c.want)
 		}
 	}
 }

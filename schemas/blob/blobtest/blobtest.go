@@ -6,10 +6,14 @@
 package blobtest
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
+
+	"github.com/stirpipe/stirpipe/schemas/blob"
 )
 
 // Emulator is a running fake-gcs-server.
@@ -53,4 +57,26 @@ func Main(run func() int, buckets ...string) {
 	code := run()
 	emu.Stop()
 	os.Exit(code)
+}
+
+// Upload copies the files of a local folder, recursively, under a gs:// prefix.
+func Upload(ctx context.Context, dir, prefix string) error {
+	files, err := blob.List(ctx, dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		rel, err := filepath.Rel(dir, f)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := blob.WriteFile(ctx, blob.Join(prefix, filepath.ToSlash(rel)), data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
