@@ -35,8 +35,8 @@ func runtimeFlags(fs *flag.FlagSet, o *ort.Options, lib *string) {
 }
 
 // embedOptionFlags registers the embed stage's flags (shared by run); call the returned
-// function after parsing to finish the options: it expands --output's placeholders
-// (reporting whether there were any) and checks where the workers run.
+// function after parsing to finish the options: it sets the image limits and expands
+// --output's placeholders, reporting whether there were any.
 func embedOptionFlags(fs *flag.FlagSet, o *pipelines.EmbedOptions) func() (templated bool, err error) {
 	var maxMP float64
 	var maxMB int64

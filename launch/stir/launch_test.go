@@ -320,6 +320,7 @@ func TestBadPlacementsStopBeforeWork(t *testing.T) {
 		{"a worker binary without cgo", []string{"--runner=universal", "--endpoint=localhost:1", "--environment_type=EXTERNAL",
 			"--environment_config=localhost:50000", "--worker_binary=/bin/sh", "--output=gs://" + bucket + "/bad/e"},
 			[]string{"not a Go program", "make worker"}},
+		{"a dry run on prism", []string{"--output=gs://" + bucket + "/bad/g", "--dry_run"}, []string{"--dry_run", "--runner=dataflow"}},
 		{"an unknown output placeholder", []string{"--output=gs://" + bucket + "/bad/{day}"}, []string{"{day}", "{date}"}},
 		{"CUDA on the CPU build of ONNX Runtime", []string{"--output=gs://" + bucket + "/bad/f", "--provider=cuda"},
 			[]string{"CUDA was requested", "target gpu", "--provider=cpu"}},

@@ -33,6 +33,9 @@ func placeWorkers(paths map[string]*string, provider string) (pipelines.Workers,
 	if err := p.Check(values, provider); err != nil {
 		return pipelines.Workers{}, err
 	}
+	if dryRun() && p.Runner != "dataflow" {
+		return pipelines.Workers{}, errors.New("--dry_run builds a Dataflow job without submitting it: it needs --runner=dataflow")
+	}
 	if w := p.Warning(); w != "" {
 		fmt.Fprintln(os.Stderr, "stir: warning:", w)
 	}
@@ -67,10 +70,16 @@ func execute(ctx context.Context, p *beam.Pipeline) (beam.PipelineResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline failed: %w", err)
 	}
-	if f := flag.Lookup("dry_run"); f != nil && f.Value.String() == "true" {
+	if dryRun() {
 		return nil, errDryRun
 	}
 	return res, nil
+}
+
+// dryRun reports whether --dry_run (Beam's Dataflow runner flag) is set.
+func dryRun() bool {
+	f := flag.Lookup("dry_run")
+	return f != nil && f.Value.String() == "true"
 }
 
 // placeholder matches one {name} in --output.
