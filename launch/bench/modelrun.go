@@ -23,6 +23,8 @@ type modelRun struct {
 	GraphOpt  string `json:"graph_opt"`
 	Spin      bool   `json:"spin"`
 	Library   string `json:"onnxruntime_lib,omitempty"`
+	Provider  string `json:"provider,omitempty"`
+	Device    int    `json:"cuda_device,omitempty"`
 	Pipeline  bool   `json:"pipeline"`
 	Stir      string `json:"stir,omitempty"`
 	JSON      string `json:"json"`
@@ -39,6 +41,8 @@ func (r *modelRun) register(fs *flag.FlagSet, name string, maxReps int, pipeline
 	fs.StringVar(&r.GraphOpt, "graph_opt", "all", "ONNX Runtime graph optimisation level: all, extended, basic or disabled")
 	fs.BoolVar(&r.Spin, "spin", false, "let ONNX Runtime's threads spin-wait between operators (stir's --spin), in the pipeline and the loop")
 	fs.StringVar(&r.Library, "onnxruntime_lib", "", "ONNX Runtime shared library; empty: $STIR_ONNXRUNTIME_LIB, then .local/onnxruntime/")
+	fs.StringVar(&r.Provider, "provider", "cpu", "execution provider, in the pipeline and the loop: cpu, or cuda (needs ONNX Runtime's CUDA build)")
+	fs.IntVar(&r.Device, "cuda_device", 0, "CUDA device id when --provider=cuda")
 	fs.BoolVar(&r.Pipeline, "pipeline", true, pipelineHelp)
 	fs.StringVar(&r.Stir, "stir", "", "prebuilt stir binary; empty: go build -o WORK/stir ./launch/stir")
 	fs.StringVar(&r.JSON, "json", "", "results file; empty: WORK/bench-"+name+".json")
@@ -94,7 +98,8 @@ func loadModel(path string) (*manifest.Manifest, error) {
 // the prism runner, no progress lines.
 func (r modelRun) childFlags() []string {
 	args := []string{"--threads", strconv.Itoa(r.Threads), "--inter_op_threads", strconv.Itoa(r.InterOp),
-		"--graph_opt", r.GraphOpt, "--progress=false", "--runner", "prism"}
+		"--graph_opt", r.GraphOpt, "--progress=false", "--runner", "prism",
+		"--provider", r.Provider, "--cuda_device", strconv.Itoa(r.Device)}
 	if r.Spin {
 		args = append(args, "--spin")
 	}
@@ -106,5 +111,6 @@ func (r modelRun) childFlags() []string {
 
 // runtime is the ONNX Runtime session options of the pipeline and the loop.
 func (r modelRun) runtime() ort.Options {
-	return ort.Options{IntraOpThreads: r.Threads, InterOpThreads: r.InterOp, GraphOptLevel: r.GraphOpt, Spin: r.Spin}
+	return ort.Options{IntraOpThreads: r.Threads, InterOpThreads: r.InterOp, GraphOptLevel: r.GraphOpt, Spin: r.Spin,
+		Provider: r.Provider, CUDADevice: r.Device}
 }

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/blob/blobtest"
+	"github.com/stirpipe/stirpipe/schemas/embeddings"
 )
 
 const bucket = "stir-launch"
@@ -553,4 +555,60 @@ func shellWords(s string) ([]string, error) {
 		words = append(words, cur.String())
 	}
 	return words, nil
+}
+
+// EnvCUDALibrary names a CUDA build of ONNX Runtime 1.31 (libonnxruntime.so with its CUDA
+// provider libraries beside it) for TestCUDAEmbeddingsMatchCPU.
+const EnvCUDALibrary = "STIR_CUDA_ONNXRUNTIME_LIB"
+
+// TestCUDAEmbeddingsMatchCPU embeds the bucket's catalog on the GPU and on the CPU and
+// requires every embedding to agree (cosine ≥ 0.999). It needs a GPU and ONNX Runtime's
+// CUDA build, which no machine of this project's CI has: there it is skipped, and nothing
+// else here claims to cover CUDA.
+func TestCUDAEmbeddingsMatchCPU(t *testing.T) {
+	lib := os.Getenv(EnvCUDALibrary)
+	if lib == "" {
+		t.Skipf("no CUDA build of ONNX Runtime (set %s to its libonnxruntime.so on a GPU machine): CUDA inference is untested here", EnvCUDALibrary)
+	}
+	ctx := context.Background()
+	embed := func(provider, library string) map[string][]float32 {
+		out := t.TempDir()
+		args := []string{"embed", "--catalog", catalogURI, "--model", modelURI, "--output", out, "--progress=false", "--provider", provider}
+		if library != "" {
+			args = append(args, "--onnxruntime_lib", library)
+		}
+		if b, err := stir(t, nil, args...); err != nil {
+			t.Fatalf("stir embed --provider=%s: %v\n%s", provider, err, b)
+		}
+		r, err := embeddings.Open(ctx, filepath.Join(out, "embeddings"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := r.ReadAll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string][]float32{}
+		for _, rec := range recs {
+			m[rec.Row.ID] = rec.Embedding
+		}
+		return m
+	}
+	cpu, gpu := embed("cpu", ""), embed("cuda", lib)
+	if len(cpu) == 0 || len(cpu) != len(gpu) {
+		t.Fatalf("%d embeddings on the CPU, %d on the GPU", len(cpu), len(gpu))
+	}
+	worst := 1.0
+	for id, a := range cpu {
+		b := gpu[id]
+		var dot, na, nb float64
+		for i := range a {
+			dot, na, nb = dot+float64(a[i])*float64(b[i]), na+float64(a[i])*float64(a[i]), nb+float64(b[i])*float64(b[i])
+		}
+		worst = math.Min(worst, dot/math.Sqrt(na*nb))
+	}
+	t.Logf("%d embeddings, lowest CPU/GPU cosine %.6f", len(cpu), worst)
+	if worst < 0.999 {
+		t.Errorf("lowest cosine %.6f < 0.999", worst)
+	}
 }
