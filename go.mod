@@ -9,6 +9,8 @@ require (
 	github.com/fsouza/fake-gcs-server v1.56.1
 	github.com/yalue/onnxruntime_go v1.38.0
 	golang.org/x/image v0.48.0
+	golang.org/x/sys v0.50.0
+	google.golang.org/api v0.307.0
 )
 
 require (
@@ -80,10 +82,8 @@ require (
 	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/oauth2 v0.37.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
-	google.golang.org/api v0.307.0 // indirect
 	google.golang.org/genproto v0.0.0-20260715232425-e75dac1f907d // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260715232425-e75dac1f907d // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261019180522-ce908d29299b // indirect

@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,6 +212,55 @@ func cleanTmp(t *testing.T) {
 	})
 }
 
+// noOrphans fails the test when worker processes outlive the job server and worker pool
+// that started them (it runs after the test's other cleanups), and ends them.
+func noOrphans(t *testing.T) {
+	before := map[string]bool{}
+	for _, pid := range workerProcesses() {
+		before[pid] = true
+	}
+	t.Cleanup(func() {
+		var left []string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			left = left[:0]
+			for _, pid := range workerProcesses() {
+				if !before[pid] {
+					left = append(left, pid)
+				}
+			}
+			if len(left) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		for _, pid := range left {
+			if p, err := strconv.Atoi(pid); err == nil {
+				_ = syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+		if len(left) > 0 {
+			t.Errorf("%d stir worker processes outlived their boot: %v", len(left), left)
+		}
+	})
+}
+
+// workerProcesses lists the ids of running processes that are a stir worker started by
+// Beam's boot (a copy of the binary in /tmp/binNNN/worker, started with --worker=true).
+func workerProcesses() []string {
+	dirs, _ := os.ReadDir("/proc")
+	var pids []string
+	for _, d := range dirs {
+		cmd, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmd), "\x00")
+		if len(args) > 1 && strings.HasPrefix(args[0], "/tmp/bin") && strings.HasSuffix(args[0], "/worker") && args[1] == "--worker=true" {
+			pids = append(pids, d.Name())
+		}
+	}
+	return pids
+}
+
 // runJob runs the whole job (the image's stir-run) over the shared catalog with extra flags and environment, writing
 // gs://bucket/runs/{date}; it returns the output and the error.
 func (w *world) runJob(t *testing.T, prefix string, env []string, flags ...string) ([]byte, error) {
@@ -223,6 +274,7 @@ func (w *world) runJob(t *testing.T, prefix string, env []string, flags ...strin
 func TestPortableRunners(t *testing.T) {
 	w := setup(t)
 	cleanTmp(t)
+	noOrphans(t)
 	runs := "gs://" + bucket + "/runs"
 
 	out, err := w.runJob(t, runs, nil)

@@ -42,6 +42,7 @@ func main() {
 		// Started by a runner as a worker (--worker), or asked for help.
 		if len(os.Args) >= 2 && !isHelp(os.Args[1]) {
 			flag.Parse()
+			dieWithParent()
 			beam.Init()
 		}
 		usage(os.Stderr)
