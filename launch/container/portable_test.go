@@ -104,9 +104,12 @@ func (w *world) build() error {
 
 func (w *world) stir() string { return filepath.Join(w.root, "opt/stir/bin/stir") }
 
-// command runs name in dir with the extra environment and returns its combined output.
+// command runs name in dir with the extra environment and returns its combined output; it
+// is killed after five minutes (a job that hangs fails the test instead of its time-out).
 func command(dir string, env []string, name string, args ...string) ([]byte, error) {
-	cmd := exec.Command(name, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	return cmd.CombinedOutput()
@@ -327,6 +330,75 @@ func TestPortableRunners(t *testing.T) {
 			t.Fatalf("%v\n%s", err, out)
 		}
 		same(t, want, take(t, runs))
+	})
+
+	t.Run("a worker killed mid-run", func(t *testing.T) {
+		ctx := context.Background()
+		killed := "gs://" + bucket + "/killed"
+		earlier := []byte(killed + "/2000-01-01\n")
+		if err := blob.WriteFile(ctx, killed+"/LATEST", earlier); err != nil {
+			t.Fatal(err)
+		}
+		// Once the neighbours stage is complete, kill the rerank stage's worker half a second
+		// after it starts, in the middle of its work (the stage takes seconds here). A worker
+		// killed before it connects is another matter: prism 2.77 then waits for it forever.
+		neighborsDone := killed + "/" + time.Now().UTC().Format("2006-01-02") + "/neighbors/_manifest.json"
+		done := make(chan struct{})
+		victim := make(chan string, 1)
+		go func() {
+			var before map[string]bool
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				if before == nil {
+					if _, err := blob.Stat(ctx, neighborsDone); err == nil {
+						before = map[string]bool{}
+						for _, pid := range workerProcesses() {
+							before[pid] = true
+						}
+					}
+					continue
+				}
+				for _, pid := range workerProcesses() {
+					if p, err := strconv.Atoi(pid); err == nil && !before[pid] {
+						time.Sleep(500 * time.Millisecond)
+						_ = syscall.Kill(p, syscall.SIGKILL)
+						victim <- pid
+						return
+					}
+				}
+			}
+		}()
+		out, err := w.runJob(t, killed, nil, "--runner=universal", "--endpoint="+endpoint,
+			"--environment_type=PROCESS", "--environment_config="+string(procConfig))
+		close(done)
+		select {
+		case pid := <-victim:
+			t.Logf("killed the rerank stage's worker, process %s", pid)
+		default:
+			t.Fatalf("no rerank worker was seen to kill:\n%s", tail(out, 2000))
+		}
+		if err == nil {
+			t.Fatalf("the job succeeded although its worker was killed:\n%s", out)
+		}
+		if !bytes.Contains(out, []byte("pipeline failed")) {
+			t.Errorf("the failure does not say the pipeline failed:\n%s", tail(out, 2000))
+		}
+		left := take(t, killed)
+		if !bytes.Equal(left["/LATEST"], earlier) {
+			t.Errorf("LATEST moved after a failed run: %q", left["/LATEST"])
+		}
+		for name := range left { // embed and neighbours did complete; rerank and evaluate did not
+			if strings.HasSuffix(name, "/reranked/_manifest.json") || strings.HasSuffix(name, "metrics.json") {
+				t.Errorf("the killed run left %s, which marks an unfinished stage complete", name)
+			}
+		}
+		if left["/"+time.Now().UTC().Format("2006-01-02")+"/neighbors/_manifest.json"] == nil {
+			t.Errorf("the neighbours stage, which finished before the kill, has no manifest")
+		}
 	})
 
 	t.Run("workers without ONNX Runtime", func(t *testing.T) {
