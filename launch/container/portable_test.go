@@ -335,10 +335,7 @@ func TestPortableRunners(t *testing.T) {
 	t.Run("a worker killed mid-run", func(t *testing.T) {
 		ctx := context.Background()
 		killed := "gs://" + bucket + "/killed"
-		earlier := []byte(killed + "/2000-01-01\n")
-		if err := blob.WriteFile(ctx, killed+"/LATEST", earlier); err != nil {
-			t.Fatal(err)
-		}
+		earlier := earlierLatest(t, killed)
 		// Once the neighbours stage is complete, kill the rerank stage's worker half a second
 		// after it starts, in the middle of its work (the stage takes seconds here). A worker
 		// killed before it connects is another matter: prism 2.77 then waits for it forever.
@@ -402,12 +399,8 @@ func TestPortableRunners(t *testing.T) {
 	})
 
 	t.Run("workers without ONNX Runtime", func(t *testing.T) {
-		ctx := context.Background()
 		failed := "gs://" + bucket + "/failed"
-		earlier := []byte(failed + "/2000-01-01\n")
-		if err := blob.WriteFile(ctx, failed+"/LATEST", earlier); err != nil {
-			t.Fatal(err)
-		}
+		earlier := earlierLatest(t, failed)
 		broken := map[string]any{"command": filepath.Join(w.root, "opt/stir/bin/process-boot"),
 			"env": map[string]string{"STIR_ONNXRUNTIME_LIB": filepath.Join(w.root, "opt/onnxruntime/lib/missing.so")}}
 		cfg, _ := json.Marshal(broken)
@@ -429,6 +422,17 @@ func TestPortableRunners(t *testing.T) {
 			}
 		}
 	})
+}
+
+// earlierLatest points prefix's LATEST at an earlier run, so that a test can check that a
+// failed run leaves it there; it returns the pointer's content.
+func earlierLatest(t *testing.T, prefix string) []byte {
+	t.Helper()
+	earlier := []byte(prefix + "/2000-01-01\n")
+	if err := blob.WriteFile(context.Background(), prefix+"/LATEST", earlier); err != nil {
+		t.Fatal(err)
+	}
+	return earlier
 }
 
 // same fails unless two runs wrote the same objects, byte for byte.
