@@ -12,7 +12,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
 	"github.com/stirpipe/stirpipe/models/embedder"
-	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/blob"
@@ -39,43 +38,55 @@ func RejectsFile(output, stage string) string {
 
 // EmbedOptions configure the embed pipeline.
 type EmbedOptions struct {
+	Shared
 	// Catalog is the catalog file (CSV or Parquet), local or gs://.
 	Catalog string
 	// Format forces "csv" or "parquet" ("" = from the extension).
 	Format string
 	// Root is the dataset root for image paths ("" = the catalog's directory).
 	Root string
-	// Output is the run's output directory, local or gs://.
-	Output string
-	// Model is the embedder's manifest or ONNX file (local path).
+	// Model is the embedder's manifest or ONNX file, local or gs://.
 	Model string
 	// BatchSize is the number of images per forward pass.
 	BatchSize int
-	// Runtime configures ONNX Runtime sessions.
-	Runtime ort.Options
-	// Library is the ONNX Runtime shared library ("" = default search).
-	Library string
-	// Limits bound image bytes and pixels.
-	Limits imageio.Limits
 	// EmbeddingShards is the number of embeddings files (0 = one per 50,000 rows).
 	EmbeddingShards int
-	// CatalogShards is the number of parallel catalog readers (0 = one per 20,000 rows).
+	// CatalogShards is the number of parallel catalog readers (0 = one per 1,000 rows).
 	CatalogShards int
-	// Progress prints progress lines (local runs).
-	Progress bool
-	// Workers says where the work runs.
-	Workers Workers
 }
 
 // EmbedPlan is a checked embed job: everything the pipeline needs, known before it runs.
 type EmbedPlan struct {
-	Options    EmbedOptions
-	Catalog    *catalog.Catalog
+	Options EmbedOptions
+	// Catalog is the scanned catalog, which the workers read piece by piece.
+	Catalog    *catalog.Scan
 	Manifest   *manifest.Manifest
 	Provenance embeddings.Provenance
 }
 
-// PrepareEmbed checks flags, loads and validates the catalog, loads the ONNX Runtime
+// catalogPieceRows is how many rows a catalog scan puts in a piece, the unit that the
+// catalog readers are made of; rowsPerReader is how many rows a reader reads by default:
+// small enough that the pieces keep every worker busy, and the first rows come at once.
+const (
+	catalogPieceRows = 1000
+	rowsPerReader    = 1000
+)
+
+// scanCatalog scans and validates a catalog in one pass, cut for readers of about
+// rowsPerReader rows each, or for n readers when n > 0.
+func scanCatalog(ctx context.Context, uri string, opts catalog.Options, n int) (*catalog.Scan, error) {
+	cat, err := catalog.ScanFile(ctx, uri, opts, catalogPieceRows)
+	if err != nil {
+		return nil, err // the scan names the catalog
+	}
+	if n == 0 {
+		n = ceilDiv(int(cat.Rows), rowsPerReader)
+	}
+	cat.Regroup(n)
+	return cat, nil
+}
+
+// PrepareEmbed checks flags, scans and validates the catalog, loads the ONNX Runtime
 // library and checks the model against its graph, so that a bad input stops the job
 // here, before any image is read.
 func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
@@ -104,11 +115,11 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 	if o.Root == "" {
 		o.Root = blob.Dir(o.Catalog)
 	}
-	cat, err := catalog.Load(ctx, o.Catalog, catalog.Options{Format: o.Format, Root: o.Root})
+	cat, err := scanCatalog(ctx, o.Catalog, catalog.Options{Format: o.Format, Root: o.Root}, o.CatalogShards)
 	if err != nil {
-		return nil, err // catalog.Load names the catalog
+		return nil, err
 	}
-	o.Format = cat.Format
+	o.Format, o.CatalogShards = cat.Format, len(cat.Pieces)
 	m, err := manifest.Open(ctx, o.Model)
 	if err != nil {
 		return nil, err
@@ -125,10 +136,7 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 	}
 	pre, _ := json.Marshal(m.Preprocess)
 	if o.EmbeddingShards == 0 {
-		o.EmbeddingShards = ceilDiv(len(cat.Rows), 50_000)
-	}
-	if o.CatalogShards == 0 {
-		o.CatalogShards = ceilDiv(len(cat.Rows), 20_000)
+		o.EmbeddingShards = ceilDiv(int(cat.Rows), 50_000)
 	}
 	return &EmbedPlan{
 		Options:  o,
@@ -151,7 +159,7 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 // Embed builds the embed pipeline: catalog → embeddings and rejects files under Output.
 func Embed(s beam.Scope, p *EmbedPlan) {
 	o := p.Options
-	rows := catalogio.Read(s, catalogio.Source{URI: o.Catalog, Format: o.Format, Snapshot: p.Catalog.Snapshot, Shards: o.CatalogShards})
+	rows := catalogio.Read(s, p.Catalog)
 	embs, rejs := embed.Embed(s, rows, embed.Config{
 		Model:       o.Model,
 		ModelSHA256: p.Provenance.ModelSHA256,
@@ -160,11 +168,50 @@ func Embed(s beam.Scope, p *EmbedPlan) {
 		Runtime:     o.Runtime,
 		Library:     o.Workers.library(o.Library),
 		Limits:      o.Limits,
-		Total:       int64(len(p.Catalog.Rows)),
+		Total:       p.Catalog.Rows,
 		Progress:    o.Progress,
 	})
 	sink.Embeddings(s, embs, blob.Join(o.Output, EmbeddingsDir), o.EmbeddingShards, p.Provenance)
-	sink.Rejects(s, rejs, RejectsFile(o.Output, "embed"))
+	sink.Rejects(s, rejs, RejectsFile(o.Output, embed.StageEmbed))
+}
+
+// Name is the stage's name.
+func (p *EmbedPlan) Name() string { return embed.StageEmbed }
+
+// Outputs are the embeddings' completion marker.
+func (p *EmbedPlan) Outputs() []string { return []string{MarkersOf(p.Options.Output).Embeddings} }
+
+// Describe says what is about to run.
+func (p *EmbedPlan) Describe() string {
+	return fmt.Sprintf("embed: %d catalog rows, model %s (D=%d), running…", p.Catalog.Rows, p.Manifest.Name, p.Manifest.Dim)
+}
+
+// Build adds the embed pipeline to s.
+func (p *EmbedPlan) Build(s beam.Scope) { Embed(s, p) }
+
+// Summarize counts the embeddings and rejects and checks that every catalog row came out
+// once, as one or the other.
+func (p *EmbedPlan) Summarize(ctx context.Context, res beam.PipelineResult) (*Summary, error) {
+	out := p.Options.Output
+	dir := blob.Join(out, EmbeddingsDir)
+	m, err := embeddings.ReadManifest(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	file := RejectsFile(out, embed.StageEmbed)
+	n, reasons, err := readRejects(ctx, file)
+	if err != nil {
+		return nil, err
+	}
+	sum := &Summary{Stage: p.Name(), RejectReasons: reasons, Batches: latency(res, embed.StageEmbed, embed.MetricBatchLatency), Lines: []Line{
+		{Label: "catalog rows", Count: p.Catalog.Rows, Where: fmt.Sprintf("%s (%s)", p.Options.Catalog, p.Catalog.Snapshot)},
+		{Label: "embeddings", Count: m.Rows, Where: fmt.Sprintf("%s (%d file(s), D=%d, model %s)", dir, len(m.Shards), m.Dim, m.ModelName)},
+		{Label: "rejects", Count: n, Where: file},
+	}}
+	if m.Rows+n != p.Catalog.Rows {
+		return sum, fmt.Errorf("row accounting mismatch: %d catalog rows but %d embeddings + %d rejects", p.Catalog.Rows, m.Rows, n)
+	}
+	return sum, nil
 }
 
 func ceilDiv(a, b int) int {

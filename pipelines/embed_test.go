@@ -40,12 +40,14 @@ func generate(t *testing.T) (string, *synth.Summary) {
 
 func options(catalogURI, output string) EmbedOptions {
 	return EmbedOptions{
+		Shared: Shared{
+			Output:  output,
+			Runtime: ort.Options{IntraOpThreads: 2, InterOpThreads: 1, GraphOptLevel: "all"},
+			Limits:  imageio.DefaultLimits(),
+		},
 		Catalog:         catalogURI,
-		Output:          output,
 		Model:           filepath.Join(zoo.Dir(), zoo.TinyEmbedderName, "embedder.json"),
 		BatchSize:       4,
-		Runtime:         ort.Options{IntraOpThreads: 2, InterOpThreads: 1, GraphOptLevel: "all"},
-		Limits:          imageio.DefaultLimits(),
 		EmbeddingShards: 3,
 		CatalogShards:   2,
 	}
@@ -96,7 +98,7 @@ func TestEmbedPipeline(t *testing.T) {
 	run(t, options(sum.CatalogPath, out2))
 
 	m, recs, rejs := outputs(t, out1)
-	if got, want := len(recs)+len(rejs), len(plan.Catalog.Rows); got != want {
+	if got, want := len(recs)+len(rejs), int(plan.Catalog.Rows); got != want {
 		t.Fatalf("%d embeddings + %d rejects, want %d catalog rows", len(recs), len(rejs), want)
 	}
 	if len(rejs) != len(sum.BadFiles) {

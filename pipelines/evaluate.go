@@ -82,15 +82,15 @@ func PrepareEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluatePlan, err
 		}
 	}
 	if o.Catalog != "" {
-		cat, err := catalog.Load(ctx, o.Catalog, catalog.Options{})
+		snapshot, err := catalog.SnapshotOf(ctx, o.Catalog)
 		if err != nil {
-			return nil, err // catalog.Load names the catalog
+			return nil, err
 		}
-		if cat.Snapshot != p.Before.CatalogSnapshot {
+		if snapshot != p.Before.CatalogSnapshot {
 			return nil, fmt.Errorf("the lists in %s were computed from catalog %s (%s), but --catalog %s is %s: evaluate them with that catalog, or rerun the pipeline on this one",
-				o.Lists, p.Before.CatalogURI, p.Before.CatalogSnapshot, o.Catalog, cat.Snapshot)
+				o.Lists, p.Before.CatalogURI, p.Before.CatalogSnapshot, o.Catalog, snapshot)
 		}
-		p.CatalogSnapshot = cat.Snapshot
+		p.CatalogSnapshot = snapshot
 	}
 	for k, v := range map[string]string{
 		"lists": o.Lists, "compare": o.Compare, "model": p.Before.ModelName, "model_sha256": p.Before.ModelSHA256,
@@ -133,6 +133,35 @@ func Evaluate(s beam.Scope, p *EvaluatePlan) {
 	}
 	beam.ParDo0(s, &writeMetricsFn{Output: o.Output, KS: o.KS, Provenance: p.Provenance},
 		beam.Impulse(s), beam.SideInput{Input: before}, beam.SideInput{Input: after})
+}
+
+// EvaluateStage is the evaluate stage's name.
+const EvaluateStage = "evaluate"
+
+// Name is the stage's name.
+func (p *EvaluatePlan) Name() string { return EvaluateStage }
+
+// Outputs are the metrics file, which is its own completion marker.
+func (p *EvaluatePlan) Outputs() []string { return []string{p.Options.Output} }
+
+// Describe says nothing: the stage is short, and its summary says what it did.
+func (p *EvaluatePlan) Describe() string { return "" }
+
+// Build adds the evaluate pipeline to s.
+func (p *EvaluatePlan) Build(s beam.Scope) { Evaluate(s, p) }
+
+// Summarize reads the metrics file the stage wrote.
+func (p *EvaluatePlan) Summarize(ctx context.Context, _ beam.PipelineResult) (*Summary, error) {
+	r, err := blob.Open(ctx, p.Options.Output)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	doc, err := metrics.ReadDocument(r)
+	if err != nil {
+		return nil, fmt.Errorf("metrics %s: %w", p.Options.Output, err)
+	}
+	return &Summary{Stage: p.Name(), Metrics: &doc, MetricsFile: p.Options.Output}, nil
 }
 
 type writeMetricsFn struct {

@@ -163,7 +163,7 @@ func TestWholeJob(t *testing.T) {
 	out := t.TempDir()
 	run(t, options(sum.CatalogPath, out))
 
-	np, err := PrepareNeighbors(ctx, NeighborsOptions{Output: out, K: 5, ShardSize: 7, TileSize: 5, Format: "parquet", Threads: 2})
+	np, err := PrepareNeighbors(ctx, NeighborsOptions{Shared: Shared{Output: out}, K: 5, ShardSize: 7, TileSize: 5, Format: "parquet", Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,12 +16,12 @@ import (
 	"github.com/stirpipe/stirpipe/transforms/sink"
 )
 
-// NeighborsOptions configure the neighbours pipeline.
+// NeighborsOptions configure the neighbours pipeline; of the shared options it uses the
+// output, the runtime's provider and device, the library, progress and workers.
 type NeighborsOptions struct {
+	Shared
 	// Embeddings is the embeddings output directory ("" = Output/embeddings).
 	Embeddings string
-	// Output is the run's output directory; the lists go to Output/neighbors.
-	Output string
 	// K is the number of neighbours per query.
 	K int
 	// ShardSize is the number of gallery rows per shard.
@@ -30,16 +30,8 @@ type NeighborsOptions struct {
 	TileSize int
 	// Format is "parquet" or "arrow".
 	Format string
-	// Threads, Provider and CUDADevice configure the engine.
-	Threads    int
-	Provider   string
-	CUDADevice int
-	// Library is the ONNX Runtime shared library ("" = default search).
-	Library string
-	// Progress prints progress lines.
-	Progress bool
-	// Workers says where the work runs.
-	Workers Workers
+	// Threads is the number of cores the engine uses.
+	Threads int
 }
 
 // NeighborsPlan is a checked neighbours job.
@@ -64,7 +56,7 @@ func (o NeighborsOptions) Check() error {
 		errs = append(errs, fmt.Errorf("--shard_size and --tile_size must be ≥ 1, got %d and %d", o.ShardSize, o.TileSize))
 	}
 	if listExt[o.Format] == "" {
-		errs = append(errs, fmt.Errorf("--format must be parquet or arrow, got %q", o.Format))
+		errs = append(errs, fmt.Errorf("--lists_format must be parquet or arrow, got %q", o.Format))
 	}
 	return errors.Join(errs...)
 }
@@ -100,7 +92,7 @@ func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, 
 		Output:     blob.Join(o.Output, NeighborsDir),
 		Ext:        ext,
 		Engine: knn.Options{K: o.K, Normalized: prov.Normalized, ExcludeSelf: true, ExcludeSameSequence: true,
-			Threads: o.Threads, Provider: o.Provider, CUDADevice: o.CUDADevice},
+			Threads: o.Threads, Provider: o.Runtime.Provider, CUDADevice: o.Runtime.CUDADevice},
 		ShardSize: o.ShardSize,
 		TileSize:  o.TileSize,
 		Library:   o.Workers.library(o.Library),
@@ -133,4 +125,44 @@ func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, 
 func Neighbors(s beam.Scope, p *NeighborsPlan) {
 	rejs := search.Search(s, p.Config)
 	sink.Rejects(s, rejs, RejectsFile(p.Options.Output, search.Stage))
+}
+
+// Name is the stage's name.
+func (p *NeighborsPlan) Name() string { return search.Stage }
+
+// Outputs are the lists' completion marker.
+func (p *NeighborsPlan) Outputs() []string { return []string{MarkersOf(p.Options.Output).Neighbors} }
+
+// Describe says what is about to run.
+func (p *NeighborsPlan) Describe() string {
+	c := p.Config
+	return fmt.Sprintf("neighbors: %d queries × %d gallery rows, k=%d, %d shard(s) × %d tile(s), running…",
+		c.Plan.Queries, c.Plan.Galleries, c.Engine.K, c.Shards(), c.Tiles())
+}
+
+// Build adds the neighbours pipeline to s.
+func (p *NeighborsPlan) Build(s beam.Scope) { Neighbors(s, p) }
+
+// Summarize counts the lists and rejects and checks that every query has a list or a
+// reject.
+func (p *NeighborsPlan) Summarize(ctx context.Context, _ beam.PipelineResult) (*Summary, error) {
+	c := p.Config
+	m, err := neighbors.ReadManifest(ctx, c.Output)
+	if err != nil {
+		return nil, err
+	}
+	file := RejectsFile(p.Options.Output, search.Stage)
+	n, reasons, err := readRejects(ctx, file)
+	if err != nil {
+		return nil, err
+	}
+	sum := &Summary{Stage: p.Name(), RejectReasons: reasons, Lines: []Line{
+		{Label: "queries", Count: c.Plan.Queries, Where: c.Embeddings},
+		{Label: "lists", Count: m.Rows, Where: fmt.Sprintf("%s (%d file(s), k=%d, engine %s)", c.Output, len(m.Shards), m.K, m.Engine)},
+		{Label: "rejects", Count: n, Where: file},
+	}}
+	if m.Rows > c.Plan.Queries {
+		return sum, fmt.Errorf("row accounting mismatch: %d queries but %d lists", c.Plan.Queries, m.Rows)
+	}
+	return sum, nil
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
-	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/pairwise"
@@ -24,10 +23,9 @@ import (
 
 // RerankOptions configure the rerank pipeline.
 type RerankOptions struct {
+	Shared
 	// Lists is the neighbours output to rerank ("" = Output/neighbors).
 	Lists string
-	// Output is the run directory; reranked lists go to Output/reranked.
-	Output string
 	// Catalog is the catalog the lists come from ("" = the one their provenance names);
 	// Root is its dataset root ("" = the catalog's directory).
 	Catalog, Root string
@@ -38,21 +36,13 @@ type RerankOptions struct {
 	// BatchPairs is the number of pairs per forward pass; CacheImages bounds the images
 	// kept per bundle.
 	BatchPairs, CacheImages int
-	// Runtime, Library and Limits as for the embed pipeline.
-	Runtime ort.Options
-	Library string
-	Limits  imageio.Limits
-	// Progress prints progress lines.
-	Progress bool
-	// Workers says where the work runs.
-	Workers Workers
 }
 
 // RerankPlan is a checked rerank job.
 type RerankPlan struct {
 	Options RerankOptions
-	// Catalog is read on the workers and joined to the lists.
-	Catalog    catalogio.Source
+	// Catalog is read on the workers, piece by piece, and joined to the lists.
+	Catalog    *catalog.Scan
 	Config     rerank.Config
 	Files      []string
 	Provenance neighbors.Provenance
@@ -84,9 +74,9 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	if o.Root == "" {
 		o.Root = blob.Dir(o.Catalog)
 	}
-	cat, err := catalog.Load(ctx, o.Catalog, catalog.Options{Root: o.Root})
+	cat, err := scanCatalog(ctx, o.Catalog, catalog.Options{Root: o.Root}, 0)
 	if err != nil {
-		return nil, err // catalog.Load names the catalog
+		return nil, err
 	}
 	if cat.Snapshot != m.CatalogSnapshot {
 		return nil, fmt.Errorf("the lists in %s were computed from catalog snapshot %s, but %s is %s: rerank with that catalog, or rerun the pipeline", o.Lists, m.CatalogSnapshot, o.Catalog, cat.Snapshot)
@@ -111,19 +101,18 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 		files[i] = sh.File
 	}
 	return &RerankPlan{
-		Options: o, Files: files, Provenance: prov,
-		Catalog: catalogio.Source{URI: o.Catalog, Format: cat.Format, Snapshot: cat.Snapshot, Shards: ceilDiv(len(cat.Rows), 20_000)},
+		Options: o, Files: files, Provenance: prov, Catalog: cat,
 		Config: rerank.Config{Model: o.Model, ModelSHA256: sha, Catalog: o.Catalog, Root: o.Root,
 			TopN: o.TopN, BatchPairs: o.BatchPairs, CacheImages: o.CacheImages, Runtime: o.Runtime, Library: o.Workers.library(o.Library),
 			Limits: o.Limits, Total: m.Rows, Progress: o.Progress},
 	}, nil
 }
 
-// CheckRerank checks the rerank stage of a whole job before its first stage runs, so that a
+// checkAhead checks the rerank stage of a whole job before its first stage runs, so that a
 // bad flag or pairwise model stops the job before hours of embedding: the flags, top_n
 // against the lists' k, and the pairwise model against its graph and against the embedder
 // that will make the lists. PrepareRerank checks the same again on the real outputs.
-func CheckRerank(ctx context.Context, o RerankOptions, embedder *manifest.Manifest, k int) error {
+func (o RerankOptions) checkAhead(ctx context.Context, embedder *manifest.Manifest, k int) error {
 	if err := o.check(); err != nil {
 		return err
 	}
@@ -198,4 +187,44 @@ func Rerank(s beam.Scope, p *RerankPlan) {
 	out, rejs := rerank.Rerank(s, lists, rows, p.Config)
 	sink.Lists(s, out, blob.Join(p.Options.Output, RerankedDir), max(1, len(p.Files)), neighbors.ExtParquet, p.Provenance)
 	sink.Rejects(s, rejs, RejectsFile(p.Options.Output, rerank.Stage))
+}
+
+// Name is the stage's name.
+func (p *RerankPlan) Name() string { return rerank.Stage }
+
+// Outputs are the reranked lists' completion marker.
+func (p *RerankPlan) Outputs() []string { return []string{MarkersOf(p.Options.Output).Reranked} }
+
+// Describe says what is about to run.
+func (p *RerankPlan) Describe() string {
+	return fmt.Sprintf("rerank: %d queries, top_n=%d, pairwise model %s, running…", p.Config.Total, p.Config.TopN, p.Provenance.PairModelName)
+}
+
+// Build adds the rerank pipeline to s.
+func (p *RerankPlan) Build(s beam.Scope) { Rerank(s, p) }
+
+// Summarize counts the reranked lists, the lists kept as they were and the pairs scored,
+// and checks that every list came out once.
+func (p *RerankPlan) Summarize(ctx context.Context, res beam.PipelineResult) (*Summary, error) {
+	out := blob.Join(p.Options.Output, RerankedDir)
+	m, err := neighbors.ReadManifest(ctx, out)
+	if err != nil {
+		return nil, err
+	}
+	file := RejectsFile(p.Options.Output, rerank.Stage)
+	n, reasons, err := readRejects(ctx, file)
+	if err != nil {
+		return nil, err
+	}
+	sum := &Summary{Stage: p.Name(), RejectReasons: reasons, Batches: latency(res, rerank.Stage, rerank.MetricBatchLatency), Lines: []Line{
+		{Label: "lists", Count: m.Rows, Where: fmt.Sprintf("%s (top_n=%d, model %s)", out, m.TopN, m.PairModelName)},
+		{Label: "kept as-is", Count: n, Where: file},
+	}}
+	if pairs, ok := counter(res, rerank.Stage, rerank.MetricPairsScored); ok {
+		sum.Lines = append(sum.Lines, Line{Label: "pairs", Count: pairs, Where: "scored", Rate: true})
+	}
+	if m.Rows != p.Config.Total {
+		return sum, fmt.Errorf("row accounting mismatch: %d lists in, %d out", p.Config.Total, m.Rows)
+	}
+	return sum, nil
 }

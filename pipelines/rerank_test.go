@@ -28,8 +28,8 @@ import (
 const stirDir = zoo.STIRTinyName
 
 func rerankOptions(out string) RerankOptions {
-	return RerankOptions{Output: out, Model: filepath.Join(zoo.Dir(), stirDir, "pairwise.json"), TopN: 3, BatchPairs: 7, CacheImages: 16,
-		Runtime: ort.Options{IntraOpThreads: 2, GraphOptLevel: "all"}, Limits: imageio.DefaultLimits()}
+	return RerankOptions{Shared: Shared{Output: out, Runtime: ort.Options{IntraOpThreads: 2, GraphOptLevel: "all"}, Limits: imageio.DefaultLimits()},
+		Model: filepath.Join(zoo.Dir(), stirDir, "pairwise.json"), TopN: 3, BatchPairs: 7, CacheImages: 16}
 }
 
 func runRerank(t *testing.T, o RerankOptions) *RerankPlan {
@@ -52,7 +52,7 @@ func neighborsRun(t *testing.T) (string, string) {
 	dir, sum := generate(t)
 	out := t.TempDir()
 	run(t, options(sum.CatalogPath, out))
-	np, err := PrepareNeighbors(context.Background(), NeighborsOptions{Output: out, K: 6, ShardSize: 50, TileSize: 50, Format: "parquet", Threads: 2})
+	np, err := PrepareNeighbors(context.Background(), NeighborsOptions{Shared: Shared{Output: out}, K: 6, ShardSize: 50, TileSize: 50, Format: "parquet", Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestCheckRerank(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := rerankOptions(t.TempDir()) // an empty run directory
-	if err := CheckRerank(ctx, o, em, 6); err != nil {
+	if err := o.checkAhead(ctx, em, 6); err != nil {
 		t.Fatalf("good options: %v", err)
 	}
 	other := *em
@@ -245,8 +245,8 @@ func TestCheckRerank(t *testing.T) {
 	} {
 		o := rerankOptions(t.TempDir())
 		c.edit(&o)
-		if err := CheckRerank(ctx, o, c.em, 6); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: CheckRerank = %v, want %q", c.name, err, c.want)
+		if err := o.checkAhead(ctx, c.em, 6); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: checkAhead = %v, want %q", c.name, err, c.want)
 		}
 	}
 }

@@ -8,16 +8,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
 	"github.com/stirpipe/stirpipe/models/metrics"
 	"github.com/stirpipe/stirpipe/pipelines"
-	"github.com/stirpipe/stirpipe/schemas/blob"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
-	"github.com/stirpipe/stirpipe/schemas/rejects"
-	"github.com/stirpipe/stirpipe/transforms/search"
 )
 
 // neighborsOptionFlags registers the neighbours stage's flags (shared by run).
@@ -34,49 +27,22 @@ func neighborsFlags(fs *flag.FlagSet) func(context.Context) error {
 	fs.StringVar(&o.Output, "output", "", "run directory (required): lists go to OUTPUT/neighbors")
 	fs.StringVar(&o.Embeddings, "embeddings", "", "embeddings directory; empty: OUTPUT/embeddings")
 	fs.StringVar(&o.Library, "onnxruntime_lib", "", "ONNX Runtime shared library (see stir embed --help)")
-	fs.StringVar(&o.Provider, "provider", "cpu", "execution provider of the search: cpu or cuda")
-	fs.BoolVar(&o.Progress, "progress", true, "print progress lines while running")
+	fs.StringVar(&o.Runtime.Provider, "provider", "cpu", "execution provider of the search: cpu or cuda")
+	fs.IntVar(&o.Runtime.CUDADevice, "cuda_device", 0, "CUDA device id when --provider=cuda")
+	progressFlag(fs, &o.Shared)
 	neighborsOptionFlags(fs, &o)
 	return func(ctx context.Context) error {
-		w, err := placeWorkers(map[string]*string{"--output": &o.Output, "--embeddings": &o.Embeddings}, o.Provider)
+		w, err := placeWorkers(map[string]*string{"--output": &o.Output, "--embeddings": &o.Embeddings}, o.Runtime.Provider)
 		if err != nil {
 			return err
 		}
 		o.Workers = w
-		return runNeighbors(ctx, o)
+		plan, err := pipelines.PrepareNeighbors(ctx, o)
+		if err != nil {
+			return err
+		}
+		return runStage(ctx, plan)
 	}
-}
-
-func runNeighbors(ctx context.Context, o pipelines.NeighborsOptions) error {
-	start := time.Now()
-	plan, err := pipelines.PrepareNeighbors(ctx, o)
-	if err != nil {
-		return err
-	}
-	c := plan.Config
-	if err := pipelines.Withdraw(ctx, blob.Join(c.Output, neighbors.ManifestFile)); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "neighbors: %d queries × %d gallery rows, k=%d, %d shard(s) × %d tile(s), running…\n",
-		c.Plan.Queries, c.Plan.Galleries, c.Engine.K, c.Shards(), c.Tiles())
-	p, s := beam.NewPipelineWithRoot()
-	pipelines.Neighbors(s, plan)
-	if _, err := execute(ctx, p); err != nil {
-		return err
-	}
-	m, err := neighbors.ReadManifest(ctx, c.Output)
-	if err != nil {
-		return err
-	}
-	rejs, err := rejects.ReadAll(ctx, pipelines.RejectsFile(o.Output, search.Stage))
-	if err != nil {
-		return err
-	}
-	fmt.Printf("neighbors: done in %s\n", time.Since(start).Round(time.Millisecond))
-	fmt.Printf("  queries     %7d  %s\n", c.Plan.Queries, c.Embeddings)
-	fmt.Printf("  lists       %7d  %s (%d file(s), k=%d, engine %s)\n", m.Rows, c.Output, len(m.Shards), m.K, m.Engine)
-	fmt.Printf("  rejects     %7d  %s\n", len(rejs), pipelines.RejectsFile(o.Output, search.Stage))
-	return nil
 }
 
 // ksFlags registers the metric cutoff flags.
@@ -138,24 +104,7 @@ func runEvaluate(ctx context.Context, o pipelines.EvaluateOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := pipelines.Withdraw(ctx, o.Output); err != nil {
-		return err
-	}
-	p, s := beam.NewPipelineWithRoot()
-	pipelines.Evaluate(s, plan)
-	if _, err := execute(ctx, p); err != nil {
-		return err
-	}
-	r, err := blob.Open(ctx, o.Output)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	doc, err := metrics.ReadDocument(r)
-	if err != nil {
-		return err
-	}
-	return printMetrics(doc, o.Output)
+	return runStage(ctx, plan)
 }
 
 // printMetrics prints a metrics document: the full table of a single evaluation, or for a

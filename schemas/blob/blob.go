@@ -74,6 +74,33 @@ func Open(ctx context.Context, uri string) (io.ReadCloser, error) {
 	return r, nil
 }
 
+// OpenRange opens length bytes of a file or object from offset on, for reading.
+func OpenRange(ctx context.Context, uri string, offset, length int64) (io.ReadCloser, error) {
+	if !IsGCS(uri) {
+		f, err := os.Open(uri)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(f, length), f}, nil
+	}
+	obj, err := object(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	r, err := obj.NewRangeReader(ctx, offset, length)
+	if err != nil {
+		return nil, gcsErr(uri, err)
+	}
+	return r, nil
+}
+
 // ReadFile reads a whole file or object.
 func ReadFile(ctx context.Context, uri string) ([]byte, error) {
 	r, err := Open(ctx, uri)

@@ -3,6 +3,9 @@ package catalog
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"fmt"
 	"path"
 	"strings"
@@ -49,24 +52,9 @@ type Options struct {
 // failure the error is a *ValidationError listing every problem, or a read error. Images
 // are not opened: that happens per row later, with OpenImage.
 func Load(ctx context.Context, uri string, opts Options) (*Catalog, error) {
-	format := opts.Format
-	if format == "" {
-		switch strings.ToLower(path.Ext(uri)) {
-		case ".csv":
-			format = FormatCSV
-		case ".parquet", ".pq":
-			format = FormatParquet
-		default:
-			return nil, fmt.Errorf("catalog %s: cannot tell the format from the extension; want .csv or .parquet, or set the format explicitly", uri)
-		}
-	}
-	if format != FormatCSV && format != FormatParquet {
-		return nil, fmt.Errorf("catalog %s: format %q; want %q or %q", uri, format, FormatCSV, FormatParquet)
-	}
-	if opts.Root != "" {
-		if err := checkRoot(opts.Root); err != nil {
-			return nil, fmt.Errorf("catalog %s: %w", uri, err)
-		}
+	format, err := formatOf(uri, opts)
+	if err != nil {
+		return nil, err
 	}
 	data, err := blob.ReadFile(ctx, uri)
 	if err != nil {
@@ -82,6 +70,31 @@ func Load(ctx context.Context, uri string, opts Options) (*Catalog, error) {
 		return nil, err
 	}
 	return cat, nil
+}
+
+// formatOf returns the catalog's format, given or from the extension, after checking the
+// dataset root, if any.
+func formatOf(uri string, opts Options) (string, error) {
+	format := opts.Format
+	if format == "" {
+		switch strings.ToLower(path.Ext(uri)) {
+		case ".csv":
+			format = FormatCSV
+		case ".parquet", ".pq":
+			format = FormatParquet
+		default:
+			return "", fmt.Errorf("catalog %s: cannot tell the format from the extension; want .csv or .parquet, or set the format explicitly", uri)
+		}
+	}
+	if format != FormatCSV && format != FormatParquet {
+		return "", fmt.Errorf("catalog %s: format %q; want %q or %q", uri, format, FormatCSV, FormatParquet)
+	}
+	if opts.Root != "" {
+		if err := checkRoot(opts.Root); err != nil {
+			return "", fmt.Errorf("catalog %s: %w", uri, err)
+		}
+	}
+	return format, nil
 }
 
 // Counts summarises a catalog.
@@ -122,4 +135,19 @@ func (c *Catalog) Counts() Counts {
 	}
 	n.Labels, n.ValidationLabels = len(labels), len(valLabels)
 	return n
+}
+
+// SnapshotOf returns the snapshot of the catalog file at uri ("sha256:<hex>" of its bytes,
+// as Catalog.Snapshot), streaming it without parsing.
+func SnapshotOf(ctx context.Context, uri string) (string, error) {
+	r, err := blob.Open(ctx, uri)
+	if err != nil {
+		return "", fmt.Errorf("catalog: %w", err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", fmt.Errorf("catalog %s: %w", uri, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }

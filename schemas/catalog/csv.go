@@ -29,7 +29,7 @@ func Parse(name string, r io.Reader) (*Catalog, error) {
 	cr.ReuseRecord = true
 
 	ps := &problems{file: name, unit: "line"}
-	res, err := parseCSV(cr, ps)
+	res, err := parseCSV(cr, ps, csvPass{})
 	if err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", name, err)
 	}
@@ -42,29 +42,51 @@ func Parse(name string, r io.Reader) (*Catalog, error) {
 	return newCatalog(name, FormatCSV, res.rows, res.hasIDs, "sha256:"+hex.EncodeToString(h.Sum(nil))), nil
 }
 
+// csvPass tunes one pass of parseCSV over a whole file or over one piece of it.
+type csvPass struct {
+	// header, when set, is the file's header: the reader starts at a piece's first record.
+	header []string
+	// firstLine is the file line of a piece's first record (with header set).
+	firstLine int64
+	// emit, when set, receives the valid rows instead of parsed keeping them.
+	emit func(Row)
+	// after, when set, is called after each well-formed record with the header's names
+	// (once, before the first record), the record's line and the reader's offset after it.
+	after func(names []string, line, end int64)
+}
+
 // parseCSV validates every record; it returns an error only when reading fails.
-func parseCSV(cr *csv.Reader, ps *problems) (parsed, error) {
-	header, err := cr.Read()
+func parseCSV(cr *csv.Reader, ps *problems, pass csvPass) (parsed, error) {
+	names := pass.header
 	var pe *csv.ParseError
-	switch {
-	case err == io.EOF:
-		ps.add(0, "", fmt.Errorf("%w: empty file, want a header line with label,path,split,...", ErrNoRows))
-		return parsed{}, nil
-	case errors.As(err, &pe):
-		ps.add(int64(pe.StartLine), "", fmt.Errorf("%w: header: %w", ErrSyntax, pe.Err))
-		return parsed{}, nil
-	case err != nil:
-		return parsed{}, err
-	}
-	names := make([]string, len(header))
-	for i, s := range header {
-		names[i] = strings.TrimSpace(s)
+	if names == nil {
+		header, err := cr.Read()
+		switch {
+		case err == io.EOF:
+			ps.add(0, "", fmt.Errorf("%w: empty file, want a header line with label,path,split,...", ErrNoRows))
+			return parsed{}, nil
+		case errors.As(err, &pe):
+			ps.add(int64(pe.StartLine), "", fmt.Errorf("%w: header: %w", ErrSyntax, pe.Err))
+			return parsed{}, nil
+		case err != nil:
+			return parsed{}, err
+		}
+		names = make([]string, len(header))
+		for i, s := range header {
+			names[i] = strings.TrimSpace(s)
+		}
 	}
 	l, ok := resolveHeader(names, ps)
 	if !ok {
 		return parsed{}, nil
 	}
+	if pass.after != nil {
+		pass.after(names, 0, cr.InputOffset())
+	}
 	b := newBuilder(ps, l)
+	b.emit = pass.emit
+	// shift turns the reader's lines into the file's: a piece's reader counts from 1.
+	var shift int64
 	var nrows int64
 	for {
 		rec, err := cr.Read()
@@ -81,19 +103,29 @@ func parseCSV(cr *csv.Reader, ps *problems) (parsed, error) {
 			return parsed{}, err
 		}
 		nrows++
-		line, _ := cr.FieldPos(0)
+		at, _ := cr.FieldPos(0)
+		if nrows == 1 && pass.header != nil {
+			shift = pass.firstLine - int64(at)
+		}
+		line := int64(at) + shift
 		if len(rec) != len(names) {
-			ps.add(int64(line), "", fmt.Errorf("%w: %d fields, the header has %d", ErrSyntax, len(rec), len(names)))
+			ps.add(line, "", fmt.Errorf("%w: %d fields, the header has %d", ErrSyntax, len(rec), len(names)))
 			continue
 		}
-		b.add(int64(line), func(c int) (string, int64) {
+		b.add(line, func(c int) (string, int64) {
 			pos := l[c]
 			if pos < 0 {
-				return "", int64(line)
+				return "", line
 			}
 			fl, _ := cr.FieldPos(pos)
-			return rec[pos], int64(fl)
+			return rec[pos], int64(fl) + shift
 		})
+		if pass.after != nil {
+			pass.after(names, line, cr.InputOffset())
+		}
+	}
+	if pass.header != nil {
+		return parsed{hasIDs: b.l.has(cID)}, nil // a piece: the whole-file checks ran at the scan
 	}
 	return b.finish(nrows), nil
 }

@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
@@ -24,27 +21,13 @@ const parquetBatch = 64 << 10
 // pandas writes integer columns with gaps as float), bool or null type, or a dictionary of
 // those; unknown columns are never decoded. Problems are located by 1-based row number.
 // name is used in messages and as Catalog.URI. Like Parse, it checks paths only lexically.
-func ParseParquet(name string, data []byte) (cat *Catalog, err error) {
-	defer func() {
-		// The Parquet decoder may panic on corrupt input; report it as a malformed file.
-		if p := recover(); p != nil {
-			cat, err = nil, fmt.Errorf("catalog %s: %w: Parquet decoder failed: %v", name, ErrSyntax, p)
-		}
-	}()
-	pf, err := file.NewParquetReader(bytes.NewReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("catalog %s: %w: not a readable Parquet file: %w", name, ErrSyntax, err)
-	}
-	defer pf.Close()
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: parquetBatch}, memory.DefaultAllocator)
-	if err != nil {
-		return nil, fmt.Errorf("catalog %s: %w: %w", name, ErrSyntax, err)
-	}
-
+func ParseParquet(name string, data []byte) (*Catalog, error) {
 	ps := &problems{file: name, unit: "row"}
-	res, err := parseParquet(fr, ps)
+	res, err := withParquet(name, data, func(fr *pqarrow.FileReader) (parsed, error) {
+		return parseParquet(fr, ps, parquetPass{})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("catalog %s: %w", name, err)
+		return nil, err
 	}
 	if err := ps.result(); err != nil {
 		return nil, err
@@ -53,7 +36,18 @@ func ParseParquet(name string, data []byte) (cat *Catalog, err error) {
 	return newCatalog(name, FormatParquet, res.rows, res.hasIDs, "sha256:"+hex.EncodeToString(sum[:])), nil
 }
 
-func parseParquet(fr *pqarrow.FileReader, ps *problems) (parsed, error) {
+// parquetPass tunes one pass of parseParquet over a whole file or over some of its row
+// groups.
+type parquetPass struct {
+	// rowGroups, when set, are the row groups to read (a piece); firstRow is the file row
+	// number of the first one's first row.
+	rowGroups []int
+	firstRow  int64
+	// emit, when set, receives the valid rows instead of parsed keeping them.
+	emit func(Row)
+}
+
+func parseParquet(fr *pqarrow.FileReader, ps *problems, pass parquetPass) (parsed, error) {
 	fields := fr.Manifest.Fields
 	names := make([]string, len(fields))
 	for i, f := range fields {
@@ -81,16 +75,17 @@ func parseParquet(fr *pqarrow.FileReader, ps *problems) (parsed, error) {
 	}
 
 	b := newBuilder(ps, l)
+	b.emit = pass.emit
 	nrows := fr.ParquetReader().NumRows()
 	if nrows == 0 {
 		return b.finish(0), nil
 	}
-	rr, err := fr.GetRecordReader(context.Background(), leaves, nil)
+	rr, err := fr.GetRecordReader(context.Background(), leaves, pass.rowGroups)
 	if err != nil {
 		return parsed{}, err
 	}
 	defer rr.Release()
-	var row int64
+	row := max(pass.firstRow-1, 0)
 	for rr.Next() {
 		rec := rr.RecordBatch()
 		var cols [numCols]arrow.Array
@@ -116,6 +111,9 @@ func parseParquet(fr *pqarrow.FileReader, ps *problems) (parsed, error) {
 	}
 	if err := rr.Err(); err != nil {
 		return parsed{}, err
+	}
+	if pass.rowGroups != nil {
+		return parsed{hasIDs: b.l.has(cID)}, nil // a piece: the whole-file checks ran at the scan
 	}
 	return b.finish(row), nil
 }

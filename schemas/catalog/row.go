@@ -49,3 +49,10 @@ func (r Row) Box() (image.Rectangle, bool) {
 
 // IsValidation reports whether the row belongs to the validation split.
 func (r Row) IsValidation() bool { return r.Split == SplitValidation }
+
+// Queries reports whether the row is a retrieval query: a validation row marked query.
+func (r Row) Queries() bool { return r.IsValidation() && r.IsQuery }
+
+// InGallery reports whether the row is in the retrieval gallery: a validation row marked
+// gallery.
+func (r Row) InGallery() bool { return r.IsValidation() && r.IsGallery }

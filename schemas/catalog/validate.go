@@ -3,6 +3,7 @@ package catalog
 import (
 	"cmp"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
 	"strconv"
@@ -102,14 +103,18 @@ func resolveHeader(names []string, ps *problems) (layout, bool) {
 	return l, ok
 }
 
-// builder validates rows one by one and accumulates the catalog.
+// builder validates rows one by one and accumulates the catalog, or hands each row on.
 type builder struct {
 	ps   *problems
 	l    layout
 	rows []Row
+	// emit, when set, receives every valid row (while the file has no problem so far)
+	// instead of rows keeping it.
+	emit func(Row)
 
-	ids        map[string]int64 // item id -> line of first use
-	validation int64            // first validation line, 0 if none
+	ids        map[uint64]int64 // item id's hash -> line of first use
+	seed       maphash.Seed
+	validation int64 // first validation line, 0 if none
 	queries    map[int64]*labelUse
 	galleries  map[int64]bool
 }
@@ -120,7 +125,7 @@ type labelUse struct {
 }
 
 func newBuilder(ps *problems, l layout) *builder {
-	return &builder{ps: ps, l: l, ids: map[string]int64{}, queries: map[int64]*labelUse{}, galleries: map[int64]bool{}}
+	return &builder{ps: ps, l: l, ids: map[uint64]int64{}, seed: maphash.MakeSeed(), queries: map[int64]*labelUse{}, galleries: map[int64]bool{}}
 }
 
 // nullMarkers are the cell spellings that mean "no value" in numeric and boolean columns:
@@ -253,25 +258,37 @@ func (b *builder) add(line int64, cell func(c int) (string, int64)) {
 		r.ID, _ = cell(cID)
 		if strings.TrimSpace(r.ID) == "" {
 			report(cID, fmt.Errorf("%w: the id column is present, so every row needs a non-empty id, got %q", ErrValue, r.ID))
-		} else if first, dup := b.ids[r.ID]; dup {
+		} else if first, dup := b.firstUse(r.ID, line); dup {
 			report(cID, fmt.Errorf("%w: id %q is also used at %s %d", ErrDuplicateID, r.ID, b.ps.unit, first))
-		} else {
-			b.ids[r.ID] = line
 		}
 	} else if cleanPath != "" && boxOK {
 		box, _ := r.Box()
 		r.ID = DerivedID(cleanPath, box)
-		if first, dup := b.ids[r.ID]; dup {
+		if first, dup := b.firstUse(r.ID, line); dup {
 			b.ps.add(line, ColPath, fmt.Errorf("%w: same image and box as %s %d (derived id %s); add an id column if both rows are meant", ErrDuplicateID, b.ps.unit, first, r.ID))
 			bad = true
-		} else {
-			b.ids[r.ID] = line
 		}
 	}
 
-	if !bad && !b.ps.any() {
+	switch {
+	case bad || b.ps.any():
+	case b.emit != nil:
+		b.emit(r)
+	default:
 		b.rows = append(b.rows, r)
 	}
+}
+
+// firstUse records the first use of an item id and reports an earlier one. Ids are kept
+// as 64-bit hashes (the width of a derived id), so that checking a catalog of any size
+// holds 16 bytes a row rather than its ids.
+func (b *builder) firstUse(id string, line int64) (first int64, dup bool) {
+	h := maphash.String(b.seed, id)
+	if first, dup := b.ids[h]; dup {
+		return first, true
+	}
+	b.ids[h] = line
+	return 0, false
 }
 
 // box parses the four box columns into r; all empty means no box.

@@ -578,3 +578,38 @@ func BenchmarkReadAll384(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// TestRolesIn checks the role counts read from the role columns alone against the
+// records, local and on gs:// (where the shard is read by ranged requests), with several
+// row groups.
+func TestRolesIn(t *testing.T) {
+	ctx := context.Background()
+	defer func(n int) { rowGroupBytes = n }(rowGroupBytes)
+	rowGroupBytes = 4 << 10
+	for _, dir := range []string{t.TempDir(), "gs://" + testBucket + "/roles/" + t.Name()} {
+		recs := writeOutput(t, ctx, dir, makeRecords(6000, 16, 5), 3, testProvenance(16)) // 2 row groups a shard
+		r, err := Open(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]Roles, 3)
+		for _, rec := range recs {
+			s := &want[shardOf(rec.Row.ID, 3)]
+			if rec.Row.Queries() {
+				s.Queries++
+			}
+			if rec.Row.InGallery() {
+				s.Galleries++
+			}
+		}
+		for i, sh := range r.Manifest().Shards {
+			got, err := r.RolesIn(ctx, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want[i] || got.Queries == 0 || got.Galleries == 0 {
+				t.Errorf("%s %s: roles %+v, want %+v", dir, sh.File, got, want[i])
+			}
+		}
+	}
+}

@@ -1,4 +1,4 @@
-// Package catalogio brings a validated catalog into a pipeline as a PCollection of
+// Package catalogio brings a scanned catalog into a pipeline as a PCollection of
 // catalog.Row, read on the workers rather than embedded in the pipeline graph, so the
 // graph stays small whatever the catalog's size.
 package catalogio
@@ -6,7 +6,6 @@ package catalogio
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -15,63 +14,30 @@ import (
 )
 
 func init() {
-	register.DoFn3x1[context.Context, int, func(catalog.Row), error](&readShardFn{})
+	register.DoFn3x1[context.Context, int, func(catalog.Row), error](&readPieceFn{})
 	register.Emitter1[catalog.Row]()
 }
 
-// Source names a catalog that the launcher has already loaded and validated.
-type Source struct {
-	// URI is the catalog file, local or gs://.
-	URI string
-	// Format is "csv" or "parquet".
-	Format string
-	// Snapshot is the catalog's content hash when it was validated; workers refuse a
-	// catalog that changed since.
-	Snapshot string
-	// Shards is how many parallel readers split the rows (≥ 1).
-	Shards int
-}
-
-// Read emits every row of the catalog once. Each of Shards readers keeps the rows whose
-// item id hashes to its shard, and a reshuffle spreads the rows over the workers.
-func Read(s beam.Scope, src Source) beam.PCollection {
+// Read emits every row of a catalog that the launcher has scanned and validated: one
+// reader per piece, each reading its own rows only. The pieces are spread over the workers,
+// and their rows are not: each piece's rows flow into the next transform as they are read
+// (fused with it), so the work starts with the first row and no stage holds the catalog.
+func Read(s beam.Scope, cat *catalog.Scan) beam.PCollection {
 	s = s.Scope("ReadCatalog")
-	if src.Shards < 1 {
-		panic(fmt.Sprintf("catalogio.Read: shards must be ≥ 1, got %d", src.Shards))
+	if len(cat.Pieces) == 0 {
+		panic(fmt.Sprintf("catalogio.Read: catalog %s has no pieces", cat.URI))
 	}
-	shards := make([]int, src.Shards)
-	for i := range shards {
-		shards[i] = i
+	pieces := make([]int, len(cat.Pieces))
+	for i := range pieces {
+		pieces[i] = i
 	}
-	ids := beam.CreateList(s, shards)
-	rows := beam.ParDo(s, &readShardFn{Source: src}, beam.Reshuffle(s, ids))
-	return beam.Reshuffle(s, rows)
+	return beam.ParDo(s, &readPieceFn{Catalog: *cat}, beam.Reshuffle(s, beam.CreateList(s, pieces)))
 }
 
-type readShardFn struct {
-	Source Source
+type readPieceFn struct {
+	Catalog catalog.Scan
 }
 
-func (fn *readShardFn) ProcessElement(ctx context.Context, shard int, emit func(catalog.Row)) error {
-	cat, err := catalog.Load(ctx, fn.Source.URI, catalog.Options{Format: fn.Source.Format})
-	if err != nil {
-		return err
-	}
-	if cat.Snapshot != fn.Source.Snapshot {
-		return fmt.Errorf("catalog %s changed since the job was launched (snapshot %s, now %s): relaunch the job",
-			fn.Source.URI, fn.Source.Snapshot, cat.Snapshot)
-	}
-	for _, r := range cat.Rows {
-		if ShardOf(r.ID, fn.Source.Shards) == shard {
-			emit(r)
-		}
-	}
-	return nil
-}
-
-// ShardOf maps an item id to one of n shards (FNV-1a), the same on every worker and run.
-func ShardOf(id string, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return int(h.Sum32() % uint32(n))
+func (fn *readPieceFn) ProcessElement(ctx context.Context, piece int, emit func(catalog.Row)) error {
+	return fn.Catalog.ReadPiece(ctx, piece, emit)
 }

@@ -33,13 +33,21 @@ func init() {
 }
 
 // StageEmbed is the rejects stage of an image whose embedding is unusable; images that
-// cannot be loaded are rejected at the stages of models/imageload.
+// cannot be loaded are rejected at the stages of models/imageload. It is also the
+// namespace of the stage's metrics.
 const StageEmbed = "embed"
 
+// Names of the stage's metrics.
+const (
+	MetricImagesOK     = "images_ok"
+	MetricBatchLatency = "batch_latency_ms"
+	MetricBatchSize    = "batch_size"
+)
+
 var (
-	imagesOK     = beam.NewCounter("embed", "images_ok")
-	batchLatency = beam.NewDistribution("embed", "batch_latency_ms")
-	batchSize    = beam.NewDistribution("embed", "batch_size")
+	imagesOK     = beam.NewCounter(StageEmbed, MetricImagesOK)
+	batchLatency = beam.NewDistribution(StageEmbed, MetricBatchLatency)
+	batchSize    = beam.NewDistribution(StageEmbed, MetricBatchSize)
 )
 
 // RejectedCounter is the counter of rows rejected for a reason, e.g. "rejected_corrupt".
@@ -137,7 +145,7 @@ func (fn *embedFn) Setup(ctx context.Context) error {
 	}
 	fn.errs = make([]error, fn.Config.BatchSize)
 	if fn.Config.Progress {
-		fn.report = progress.Shared("embed", "images", fn.Config.Total)
+		fn.report = progress.Shared(StageEmbed, "images", fn.Config.Total)
 	}
 	return nil
 }
@@ -213,7 +221,7 @@ func (fn *embedFn) flush(ctx context.Context, emit func(embeddings.Record), reje
 }
 
 func (fn *embedFn) rejectRow(ctx context.Context, r rejects.Record, reject func(rejects.Record)) {
-	beam.NewCounter("embed", RejectedCounter(r.Reason)).Inc(ctx, 1)
+	beam.NewCounter(StageEmbed, RejectedCounter(r.Reason)).Inc(ctx, 1)
 	reject(r)
 	fn.report.Add(1)
 }

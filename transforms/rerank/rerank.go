@@ -53,14 +53,22 @@ type ItemRow struct {
 	Row   catalog.Row
 }
 
-// Stage is the stage name of this transform's rejects.
+// Stage is the stage name of this transform's rejects, and the namespace of its metrics.
 const Stage = "rerank"
 
+// Names of the stage's metrics.
+const (
+	MetricQueriesReranked = "queries_reranked"
+	MetricQueriesKept     = "queries_kept_original"
+	MetricPairsScored     = "pairs_scored"
+	MetricBatchLatency    = "batch_latency_ms"
+)
+
 var (
-	queriesReranked = beam.NewCounter("rerank", "queries_reranked")
-	queriesKept     = beam.NewCounter("rerank", "queries_kept_original")
-	pairsScored     = beam.NewCounter("rerank", "pairs_scored")
-	batchLatency    = beam.NewDistribution("rerank", "batch_latency_ms")
+	queriesReranked = beam.NewCounter(Stage, MetricQueriesReranked)
+	queriesKept     = beam.NewCounter(Stage, MetricQueriesKept)
+	pairsScored     = beam.NewCounter(Stage, MetricPairsScored)
+	batchLatency    = beam.NewDistribution(Stage, MetricBatchLatency)
 )
 
 // Config configures the rerank stage; it travels to the workers.
@@ -192,7 +200,7 @@ func (fn *rerankFn) Setup(ctx context.Context) error {
 	fn.q = make([]float32, 0, fn.Config.BatchPairs*fn.slot)
 	fn.c = make([]float32, 0, fn.Config.BatchPairs*fn.slot)
 	if fn.Config.Progress {
-		fn.report = progress.Shared("rerank", "queries", fn.Config.Total)
+		fn.report = progress.Shared(Stage, "queries", fn.Config.Total)
 	}
 	return nil
 }

@@ -44,13 +44,20 @@ func init() {
 	register.Iter1[*neighbors.ShardInfo]()
 }
 
-// Stage is the stage name of this transform's rejects.
+// Stage is the stage name of this transform's rejects, and the namespace of its metrics.
 const Stage = "neighbors"
 
+// Names of the stage's metrics.
+const (
+	MetricTilesSearched   = "query_tiles_searched"
+	MetricVectorsRejected = "vectors_rejected"
+	MetricTileLatency     = "tile_latency_ms"
+)
+
 var (
-	queriesSearched = beam.NewCounter("neighbors", "query_tiles_searched")
-	vectorsRejected = beam.NewCounter("neighbors", "vectors_rejected")
-	tileLatency     = beam.NewDistribution("neighbors", "tile_latency_ms")
+	queriesSearched = beam.NewCounter(Stage, MetricTilesSearched)
+	vectorsRejected = beam.NewCounter(Stage, MetricVectorsRejected)
+	tileLatency     = beam.NewDistribution(Stage, MetricTileLatency)
 )
 
 // Config configures the neighbours stage; it travels to the workers.
@@ -273,7 +280,7 @@ func (fn *searchShardFn) Setup() error {
 	var err error
 	fn.engine, err = acquireEngine(fn.Config.Engine)
 	if fn.Config.Progress {
-		fn.report = progress.Shared("neighbors", "query tiles × gallery shards", int64(fn.Config.Shards()*fn.Config.Tiles()))
+		fn.report = progress.Shared(Stage, "query tiles × gallery shards", int64(fn.Config.Shards()*fn.Config.Tiles()))
 	}
 	return err
 }
@@ -337,12 +344,12 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 		return nil
 	}
 	err = r.Each(ctx, func(rec embeddings.Record) error {
-		if !IsQuery(rec.Row) {
+		if !rec.Row.Queries() {
 			return nil
 		}
 		ordinal++
 		if reason := unusable(rec.Embedding, cfg.Engine.Normalized); reason != "" {
-			if s == 0 && !IsGallery(rec.Row) {
+			if s == 0 && !rec.Row.InGallery() {
 				rejectVector(ctx, rec, reason, reject)
 			}
 		} else {
@@ -404,7 +411,7 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 		}
 		ord := first
 		err := r.EachIn(ctx, i, func(rec embeddings.Record) error {
-			if !IsGallery(rec.Row) {
+			if !rec.Row.InGallery() {
 				return nil
 			}
 			if ord >= lo && ord < hi {

@@ -93,10 +93,10 @@ func reference(t *testing.T, recs []embeddings.Record, k int) map[string]neighbo
 		if unusable(r.Embedding, true) != "" {
 			continue
 		}
-		if IsGallery(r.Row) {
+		if r.Row.InGallery() {
 			gallery = append(gallery, r)
 		}
-		if IsQuery(r.Row) {
+		if r.Row.Queries() {
 			queries = append(queries, r)
 		}
 	}

@@ -6,6 +6,7 @@ package sink
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"path"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,6 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/neighbors"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
-	"github.com/stirpipe/stirpipe/transforms/catalogio"
 )
 
 func init() {
@@ -60,7 +60,7 @@ func Rejects(s beam.Scope, recs beam.PCollection, uri string) {
 type shardKeyFn struct{ Shards int }
 
 func (fn *shardKeyFn) ProcessElement(r embeddings.Record, emit func(int, embeddings.Record)) {
-	emit(catalogio.ShardOf(r.Row.ID, fn.Shards), r)
+	emit(shardOf(r.Row.ID, fn.Shards), r)
 }
 
 type writeShardFn struct {
@@ -156,7 +156,7 @@ func Lists(s beam.Scope, recs beam.PCollection, dir string, files int, ext strin
 type listKeyFn struct{ Files int }
 
 func (fn *listKeyFn) ProcessElement(r neighbors.Record, emit func(int, neighbors.Record)) {
-	emit(catalogio.ShardOf(r.QueryID, fn.Files), r)
+	emit(shardOf(r.QueryID, fn.Files), r)
 }
 
 type writeListsFn struct {
@@ -207,4 +207,11 @@ func ListsManifest(ctx context.Context, dir string, prov neighbors.Provenance, i
 		files[i] = sh.File
 	}
 	return RemoveStale(ctx, dir, files)
+}
+
+// shardOf maps an id to one of n files (FNV-1a), the same on every worker and run.
+func shardOf(id string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % uint32(n))
 }

@@ -50,6 +50,23 @@ func Open(ctx context.Context, uri string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	return open(uri, src, size)
+}
+
+// OpenRanged is Open for a reader of a few columns: a gs:// object is read by ranged
+// requests, only the footer and the column chunks asked for, instead of whole.
+func OpenRanged(ctx context.Context, uri string) (*File, error) {
+	if !blob.IsGCS(uri) {
+		return Open(ctx, uri)
+	}
+	size, err := blob.Size(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	return open(uri, &rangedObject{ctx: ctx, uri: uri, size: size}, size)
+}
+
+func open(uri string, src ipc.ReadAtSeeker, size int64) (*File, error) {
 	pf, err := file.NewParquetReader(src, file.WithReadProps(readProperties()))
 	if err != nil {
 		if c, ok := src.(io.Closer); ok {
@@ -85,6 +102,50 @@ func openSource(ctx context.Context, uri string) (src ipc.ReadAtSeeker, size int
 		return nil, 0, err
 	}
 	return f, st.Size(), nil
+}
+
+// rangedObject reads a gs:// object by ranged requests.
+type rangedObject struct {
+	ctx       context.Context
+	uri       string
+	size, pos int64
+}
+
+func (o *rangedObject) ReadAt(p []byte, off int64) (int, error) {
+	if off >= o.size {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), o.size-off)
+	r, err := blob.OpenRange(o.ctx, o.uri, off, n)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	m, err := io.ReadFull(r, p[:n])
+	if err == nil && m < len(p) {
+		err = io.EOF
+	}
+	return m, err
+}
+
+func (o *rangedObject) Read(p []byte) (int, error) {
+	n, err := o.ReadAt(p, o.pos)
+	o.pos += int64(n)
+	return n, err
+}
+
+func (o *rangedObject) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		offset += o.pos
+	case io.SeekEnd:
+		offset += o.size
+	}
+	if offset < 0 {
+		return 0, fmt.Errorf("%s: seek to %d", o.uri, offset)
+	}
+	o.pos = offset
+	return offset, nil
 }
 
 // Close releases the file.
@@ -125,6 +186,34 @@ func (f *File) Each(ctx context.Context, fn func(arrow.RecordBatch) error) error
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if err := fn(rr.RecordBatch()); err != nil {
+			return err
+		}
+	}
+	if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %w", f.URI, err)
+	}
+	return nil
+}
+
+// EachColumns is Each, decoding only the named top-level columns (in the batch, in file
+// order): a reader that needs a few small columns of a wide file reads only those.
+func (f *File) EachColumns(ctx context.Context, names []string, fn func(arrow.RecordBatch) error) error {
+	schema := f.pf.MetaData().Schema
+	var leaves []int
+	for _, name := range names {
+		i := schema.ColumnIndexByName(name)
+		if i < 0 {
+			return fmt.Errorf("%s: no column %q", f.URI, name)
+		}
+		leaves = append(leaves, i)
+	}
+	rr, err := f.fr.GetRecordReader(ctx, leaves, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.URI, err)
+	}
+	defer rr.Release()
+	for rr.Next() {
 		if err := fn(rr.RecordBatch()); err != nil {
 			return err
 		}
