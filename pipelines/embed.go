@@ -205,7 +205,7 @@ func (p *EmbedPlan) Summarize(ctx context.Context, res beam.PipelineResult) (*Su
 	}
 	sum := &Summary{Stage: p.Name(), RejectReasons: reasons, Batches: latency(res, embed.StageEmbed, embed.MetricBatchLatency), Lines: []Line{
 		{Label: "catalog rows", Count: p.Catalog.Rows, Where: fmt.Sprintf("%s (%s)", p.Options.Catalog, p.Catalog.Snapshot)},
-		{Label: "embeddings", Count: m.Rows, Where: fmt.Sprintf("%s (%d file(s), D=%d, model %s)", dir, len(m.Shards), m.Dim, m.ModelName)},
+		{Label: "embeddings", Count: m.Rows, Where: fmt.Sprintf("%s (%d file(s), D=%d, model %s)", dir, len(m.Shards), m.Provenance.Dim, m.Provenance.ModelName)},
 		{Label: "rejects", Count: n, Where: file},
 	}}
 	if m.Rows+n != p.Catalog.Rows {

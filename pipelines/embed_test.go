@@ -113,7 +113,7 @@ func TestEmbedPipeline(t *testing.T) {
 			t.Errorf("unexpected reject %+v", r)
 		}
 	}
-	if m.Dim != 64 || m.ModelSHA256 == "" || m.CatalogSnapshot != plan.Catalog.Snapshot {
+	if m.Provenance.Dim != 64 || m.Provenance.ModelSHA256 == "" || m.Provenance.CatalogSnapshot != plan.Catalog.Snapshot {
 		t.Errorf("provenance %+v does not describe the run", m.Provenance)
 	}
 	for _, r := range recs {
@@ -182,11 +182,11 @@ func TestEmbedPipelineGCS(t *testing.T) {
 
 	wantM, want, wantRej := outputs(t, local)
 	m, got, gotRej := outputs(t, "gs://bucket/out")
-	if m.CatalogURI != "gs://bucket/data/"+synth.CatalogFile {
-		t.Errorf("provenance catalog = %q", m.CatalogURI)
+	if m.Provenance.CatalogURI != "gs://bucket/data/"+synth.CatalogFile {
+		t.Errorf("provenance catalog = %q", m.Provenance.CatalogURI)
 	}
-	if m.ModelSHA256 != wantM.ModelSHA256 || m.ModelName != wantM.ModelName {
-		t.Errorf("provenance model %s %s, local run %s %s", m.ModelName, m.ModelSHA256, wantM.ModelName, wantM.ModelSHA256)
+	if m.Provenance.ModelSHA256 != wantM.Provenance.ModelSHA256 || m.Provenance.ModelName != wantM.Provenance.ModelName {
+		t.Errorf("provenance model %s %s, local run %s %s", m.Provenance.ModelName, m.Provenance.ModelSHA256, wantM.Provenance.ModelName, wantM.Provenance.ModelSHA256)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("gs:// run gave %d records differing from the local run's %d", len(got), len(want))

@@ -77,7 +77,7 @@ func PrepareEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluatePlan, err
 		if p.After, p.AfterFiles, err = readLists(ctx, o.Compare, o.KS.MaxK()); err != nil {
 			return nil, err
 		}
-		if p.After.CatalogSnapshot != p.Before.CatalogSnapshot || p.After.ModelSHA256 != p.Before.ModelSHA256 {
+		if p.After.Provenance.CatalogSnapshot != p.Before.Provenance.CatalogSnapshot || p.After.Provenance.ModelSHA256 != p.Before.Provenance.ModelSHA256 {
 			return nil, fmt.Errorf("%s and %s come from different catalogs or embedding models: compare lists of the same run", o.Lists, o.Compare)
 		}
 	}
@@ -86,23 +86,23 @@ func PrepareEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluatePlan, err
 		if err != nil {
 			return nil, err
 		}
-		if snapshot != p.Before.CatalogSnapshot {
+		if snapshot != p.Before.Provenance.CatalogSnapshot {
 			return nil, fmt.Errorf("the lists in %s were computed from catalog %s (%s), but --catalog %s is %s: evaluate them with that catalog, or rerun the pipeline on this one",
-				o.Lists, p.Before.CatalogURI, p.Before.CatalogSnapshot, o.Catalog, snapshot)
+				o.Lists, p.Before.Provenance.CatalogURI, p.Before.Provenance.CatalogSnapshot, o.Catalog, snapshot)
 		}
 		p.CatalogSnapshot = snapshot
 	}
 	for k, v := range map[string]string{
-		"lists": o.Lists, "compare": o.Compare, "model": p.Before.ModelName, "model_sha256": p.Before.ModelSHA256,
-		"catalog": p.Before.CatalogURI, "catalog_snapshot": p.Before.CatalogSnapshot, "k": strconv.Itoa(p.Before.K),
-		"pair_model": p.After.PairModelName, "pair_model_sha256": p.After.PairModelSHA256,
+		"lists": o.Lists, "compare": o.Compare, "model": p.Before.Provenance.ModelName, "model_sha256": p.Before.Provenance.ModelSHA256,
+		"catalog": p.Before.Provenance.CatalogURI, "catalog_snapshot": p.Before.Provenance.CatalogSnapshot, "k": strconv.Itoa(p.Before.Provenance.K),
+		"pair_model": p.After.Provenance.PairModelName, "pair_model_sha256": p.After.Provenance.PairModelSHA256,
 	} {
 		if v != "" && v != "0" {
 			p.Provenance[k] = v
 		}
 	}
-	if p.After.TopN > 0 {
-		p.Provenance["top_n"] = strconv.Itoa(p.After.TopN)
+	if p.After.Provenance.TopN > 0 {
+		p.Provenance["top_n"] = strconv.Itoa(p.After.Provenance.TopN)
 	}
 	return p, nil
 }
@@ -113,8 +113,8 @@ func readLists(ctx context.Context, dir string, maxK int) (neighbors.Manifest, [
 	if err != nil {
 		return m, nil, err
 	}
-	if m.K < maxK {
-		return m, nil, fmt.Errorf("%s holds lists of k = %d, but the metrics ask for k up to %d: lower the cutoffs or recompute the neighbours with --k ≥ %d", dir, m.K, maxK, maxK)
+	if m.Provenance.K < maxK {
+		return m, nil, fmt.Errorf("%s holds lists of k = %d, but the metrics ask for k up to %d: lower the cutoffs or recompute the neighbours with --k ≥ %d", dir, m.Provenance.K, maxK, maxK)
 	}
 	files := make([]string, len(m.Shards))
 	for i, sh := range m.Shards {

@@ -177,7 +177,7 @@ func TestWholeJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Rows != np.Config.Plan.Queries || m.CatalogSnapshot == "" || m.EmbeddingsSnapshot == "" {
+	if m.Rows != np.Config.Plan.Queries || m.Provenance.CatalogSnapshot == "" || m.Provenance.EmbeddingsSnapshot == "" {
 		t.Fatalf("neighbours manifest %+v for %d queries", m, np.Config.Plan.Queries)
 	}
 
@@ -195,7 +195,7 @@ func TestWholeJob(t *testing.T) {
 	if doc.Report.Overall.Counts.Queries != m.Rows {
 		t.Fatalf("scored %d queries, lists hold %d", doc.Report.Overall.Counts.Queries, m.Rows)
 	}
-	if doc.Provenance["catalog_snapshot"] != m.CatalogSnapshot {
+	if doc.Provenance["catalog_snapshot"] != m.Provenance.CatalogSnapshot {
 		t.Errorf("metrics provenance %v", doc.Provenance)
 	}
 }

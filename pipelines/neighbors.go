@@ -158,7 +158,7 @@ func (p *NeighborsPlan) Summarize(ctx context.Context, _ beam.PipelineResult) (*
 	}
 	sum := &Summary{Stage: p.Name(), RejectReasons: reasons, Lines: []Line{
 		{Label: "queries", Count: c.Plan.Queries, Where: c.Embeddings},
-		{Label: "lists", Count: m.Rows, Where: fmt.Sprintf("%s (%d file(s), k=%d, engine %s)", c.Output, len(m.Shards), m.K, m.Engine)},
+		{Label: "lists", Count: m.Rows, Where: fmt.Sprintf("%s (%d file(s), k=%d, engine %s)", c.Output, len(m.Shards), m.Provenance.K, m.Provenance.Engine)},
 		{Label: "rejects", Count: n, Where: file},
 	}}
 	if m.Rows > c.Plan.Queries {

@@ -62,14 +62,14 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.Stage != neighbors.StageNeighbors {
-		return nil, fmt.Errorf("%s holds %s lists: rerank the neighbours output", o.Lists, m.Stage)
+	if m.Provenance.Stage != neighbors.StageNeighbors {
+		return nil, fmt.Errorf("%s holds %s lists: rerank the neighbours output", o.Lists, m.Provenance.Stage)
 	}
-	if err := o.checkTopN(m.K); err != nil {
+	if err := o.checkTopN(m.Provenance.K); err != nil {
 		return nil, err
 	}
 	if o.Catalog == "" {
-		o.Catalog = m.CatalogURI
+		o.Catalog = m.Provenance.CatalogURI
 	}
 	if o.Root == "" {
 		o.Root = blob.Dir(o.Catalog)
@@ -78,10 +78,10 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cat.Snapshot != m.CatalogSnapshot {
-		return nil, fmt.Errorf("the lists in %s were computed from catalog snapshot %s, but %s is %s: rerank with that catalog, or rerun the pipeline", o.Lists, m.CatalogSnapshot, o.Catalog, cat.Snapshot)
+	if cat.Snapshot != m.Provenance.CatalogSnapshot {
+		return nil, fmt.Errorf("the lists in %s were computed from catalog snapshot %s, but %s is %s: rerank with that catalog, or rerun the pipeline", o.Lists, m.Provenance.CatalogSnapshot, o.Catalog, cat.Snapshot)
 	}
-	em, err := embedderOf(ctx, m.EmbeddingsURI)
+	em, err := embedderOf(ctx, m.Provenance.EmbeddingsURI)
 	if err != nil {
 		return nil, err
 	}
@@ -174,10 +174,10 @@ func embedderOf(ctx context.Context, embeddingsDir string) (*manifest.Manifest, 
 		return nil, fmt.Errorf("the embeddings the lists were computed from: %w", err)
 	}
 	var pre manifest.Preprocess
-	if err := json.Unmarshal([]byte(em.Preprocess), &pre); err != nil {
+	if err := json.Unmarshal([]byte(em.Provenance.Preprocess), &pre); err != nil {
 		return nil, fmt.Errorf("embeddings %s: preprocessing in provenance: %w", embeddingsDir, err)
 	}
-	return &manifest.Manifest{Name: em.ModelName, Preprocess: pre}, nil
+	return &manifest.Manifest{Name: em.Provenance.ModelName, Preprocess: pre}, nil
 }
 
 // Rerank builds the rerank pipeline: neighbours → reranked lists (and rejects).
@@ -217,7 +217,7 @@ func (p *RerankPlan) Summarize(ctx context.Context, res beam.PipelineResult) (*S
 		return nil, err
 	}
 	sum := &Summary{Stage: p.Name(), RejectReasons: reasons, Batches: latency(res, rerank.Stage, rerank.MetricBatchLatency), Lines: []Line{
-		{Label: "lists", Count: m.Rows, Where: fmt.Sprintf("%s (top_n=%d, model %s)", out, m.TopN, m.PairModelName)},
+		{Label: "lists", Count: m.Rows, Where: fmt.Sprintf("%s (top_n=%d, model %s)", out, m.Provenance.TopN, m.Provenance.PairModelName)},
 		{Label: "kept as-is", Count: n, Where: file},
 	}}
 	if pairs, ok := counter(res, rerank.Stage, rerank.MetricPairsScored); ok {

@@ -131,7 +131,7 @@ func TestRerankPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(after) != len(before) || rd.Manifest().TopN != 3 || rd.Manifest().InputSnapshot == "" {
+	if len(after) != len(before) || rd.Manifest().Provenance.TopN != 3 || rd.Manifest().Provenance.InputSnapshot == "" {
 		t.Fatalf("%d reranked lists of %d, manifest %+v", len(after), len(before), rd.Manifest().Provenance)
 	}
 

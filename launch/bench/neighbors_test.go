@@ -103,7 +103,7 @@ func TestPrepareVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := r.Manifest(); m.Rows != int64(c.Rows) || len(m.Shards) != c.Files || !m.Normalized || m.Dim != c.Dim {
+	if m := r.Manifest(); m.Rows != int64(c.Rows) || len(m.Shards) != c.Files || !m.Provenance.Normalized || m.Provenance.Dim != c.Dim {
 		t.Errorf("manifest %+v: want %d rows in %d files, normalised, dim %d", m, c.Rows, c.Files, c.Dim)
 	}
 	row := 0

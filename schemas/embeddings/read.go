@@ -73,7 +73,7 @@ func (r *Reader) checkShard(f *pqfile.File, s ShardInfo) (*arrow.Schema, error) 
 	schema, err := f.Schema()
 	if err != nil {
 		errs = append(errs, err)
-	} else if err := pqfile.CheckFields(f.URI, schema, Schema(r.m.Dim, r.m.Provenance)); err != nil {
+	} else if err := pqfile.CheckFields(f.URI, schema, Schema(r.m.Provenance.Dim, r.m.Provenance)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

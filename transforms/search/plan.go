@@ -20,7 +20,7 @@ type Plan struct {
 
 // PlanFor counts the roles of every embeddings file from its role columns alone.
 func PlanFor(ctx context.Context, r *embeddings.Reader) (Plan, error) {
-	p := Plan{Dim: r.Manifest().Dim}
+	p := Plan{Dim: r.Manifest().Provenance.Dim}
 	for i, sh := range r.Manifest().Shards {
 		roles, err := r.RolesIn(ctx, i)
 		if err != nil {

@@ -320,7 +320,7 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 	prov := cfg.Provenance
 	prov.Stage = neighbors.StagePartial
 	nt, ns := cfg.Tiles(), cfg.Shards()
-	dim := r.Manifest().Dim
+	dim := r.Manifest().Provenance.Dim
 
 	// Stream every query past the shard, tile by tile. A tile is a range of query ordinals,
 	// so every shard cuts the same tiles; unusable vectors are skipped (and rejected once,
@@ -394,7 +394,7 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 	cfg := fn.Config
 	lo := int64(s) * int64(cfg.ShardSize)
 	hi := min(lo+int64(cfg.ShardSize), cfg.Plan.Galleries)
-	dim := r.Manifest().Dim
+	dim := r.Manifest().Provenance.Dim
 	g := &shard{relevant: map[int64]int64{}, sameSeq: map[string]int64{}}
 	g.Dim = dim
 	n := max(0, int(hi-lo))

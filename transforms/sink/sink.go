@@ -1,6 +1,7 @@
 // Package sink writes the stage files of the pipeline: embeddings and neighbour lists as
-// shards with a manifest written last, and rejects files. Files are published atomically and their
-// contents are sorted, so the same inputs give the same bytes on every run and runner.
+// shards with a manifest written last, and rejects files. Files are published atomically
+// and their contents are sorted, so the same inputs give the same bytes on every run and
+// runner.
 package sink
 
 import (
@@ -21,62 +22,83 @@ import (
 )
 
 func init() {
-	register.DoFn2x0[embeddings.Record, func(int, embeddings.Record)](&shardKeyFn{})
-	register.DoFn4x1[context.Context, int, func(*embeddings.Record) bool, func(embeddings.ShardInfo), error](&writeShardFn{})
-	register.DoFn3x1[context.Context, []byte, func(*embeddings.ShardInfo) bool, error](&writeManifestFn{})
+	registerKind[embeddingFiles, embeddings.Record, embeddings.Provenance]()
+	registerKind[listFiles, neighbors.Record, neighbors.Provenance]()
 	register.DoFn3x1[context.Context, []byte, func(*rejects.Record) bool, error](&writeRejectsFn{})
-	register.DoFn2x0[neighbors.Record, func(int, neighbors.Record)](&listKeyFn{})
-	register.DoFn4x1[context.Context, int, func(*neighbors.Record) bool, func(neighbors.ShardInfo), error](&writeListsFn{})
-	register.DoFn3x1[context.Context, []byte, func(*neighbors.ShardInfo) bool, error](&writeListsManifestFn{})
-	register.Emitter2[int, neighbors.Record]()
-	register.Iter1[*neighbors.Record]()
-	register.Emitter2[int, embeddings.Record]()
 	register.Emitter1[embeddings.ShardInfo]()
-	register.Iter1[*embeddings.Record]()
 	register.Iter1[*embeddings.ShardInfo]()
 	register.Iter1[*rejects.Record]()
+}
+
+// registerKind registers the DoFns that write one kind of stage file.
+func registerKind[K kind[R, P], R, P any]() {
+	register.DoFn2x0[R, func(int, R)](&shardKeyFn[K, R, P]{})
+	register.DoFn4x1[context.Context, int, func(*R) bool, func(embeddings.ShardInfo), error](&writeShardFn[K, R, P]{})
+	register.DoFn3x1[context.Context, []byte, func(*embeddings.ShardInfo) bool, error](&writeManifestFn[K, R, P]{})
+	register.Emitter2[int, R]()
+	register.Iter1[*R]()
+}
+
+// A kind is one kind of stage file: records R sharing a provenance P, written as shards
+// and a manifest. Its value travels to the workers, so its fields are exported.
+type kind[R, P any] interface {
+	// id is the key a record is sharded by.
+	id(r *R) string
+	// shardName names shard i of n.
+	shardName(i, n int) string
+	// writeShard writes one shard's records.
+	writeShard(ctx context.Context, uri string, recs []R, prov P) (embeddings.ShardInfo, error)
+	// writeManifest writes the manifest of an output's shards and removes stale files.
+	writeManifest(ctx context.Context, dir string, prov P, shards []embeddings.ShardInfo) error
 }
 
 // Embeddings writes records under dir as `shards` Parquet files (an item's shard is a hash
 // of its id) and then dir/_manifest.json listing them; part files left by an earlier run
 // that the manifest does not list are removed.
 func Embeddings(s beam.Scope, recs beam.PCollection, dir string, shards int, prov embeddings.Provenance) {
-	s = s.Scope("WriteEmbeddings")
+	write[embeddingFiles](s.Scope("WriteEmbeddings"), embeddingFiles{}, recs, dir, shards, prov)
+}
+
+// Lists writes neighbour-list records under dir as `files` files of format ext (a query's
+// file is a hash of its id), then dir/_manifest.json; part files of an earlier run that the
+// manifest does not list are removed.
+func Lists(s beam.Scope, recs beam.PCollection, dir string, files int, ext string, prov neighbors.Provenance) {
+	write[listFiles](s.Scope("WriteLists"), listFiles{Ext: ext}, recs, dir, files, prov)
+}
+
+func write[K kind[R, P], R, P any](s beam.Scope, k K, recs beam.PCollection, dir string, shards int, prov P) {
 	if shards < 1 {
-		panic(fmt.Sprintf("sink.Embeddings: shards must be ≥ 1, got %d", shards))
+		panic(fmt.Sprintf("sink: %s needs ≥ 1 shards, got %d", dir, shards))
 	}
-	keyed := beam.ParDo(s, &shardKeyFn{Shards: shards}, recs)
-	infos := beam.ParDo(s, &writeShardFn{Dir: dir, Shards: shards, Provenance: prov}, beam.GroupByKey(s, keyed))
-	beam.ParDo0(s, &writeManifestFn{Dir: dir, Provenance: prov}, beam.Impulse(s), beam.SideInput{Input: infos})
+	keyed := beam.ParDo(s, &shardKeyFn[K, R, P]{Kind: k, Shards: shards}, recs)
+	infos := beam.ParDo(s, &writeShardFn[K, R, P]{Kind: k, Dir: dir, Shards: shards, Provenance: prov}, beam.GroupByKey(s, keyed))
+	beam.ParDo0(s, &writeManifestFn[K, R, P]{Kind: k, Dir: dir, Provenance: prov}, beam.Impulse(s), beam.SideInput{Input: infos})
 }
 
-// Rejects writes every rejects record into one Parquet file (a valid file even when there
-// are none).
-func Rejects(s beam.Scope, recs beam.PCollection, uri string) {
-	s = s.Scope("WriteRejects")
-	beam.ParDo0(s, &writeRejectsFn{URI: uri}, beam.Impulse(s), beam.SideInput{Input: recs})
+type shardKeyFn[K kind[R, P], R, P any] struct {
+	Kind   K
+	Shards int
 }
 
-type shardKeyFn struct{ Shards int }
-
-func (fn *shardKeyFn) ProcessElement(r embeddings.Record, emit func(int, embeddings.Record)) {
-	emit(shardOf(r.Row.ID, fn.Shards), r)
+func (fn *shardKeyFn[K, R, P]) ProcessElement(r R, emit func(int, R)) {
+	emit(shardOf(fn.Kind.id(&r), fn.Shards), r)
 }
 
-type writeShardFn struct {
+type writeShardFn[K kind[R, P], R, P any] struct {
+	Kind       K
 	Dir        string
 	Shards     int
-	Provenance embeddings.Provenance
+	Provenance P
 }
 
-func (fn *writeShardFn) ProcessElement(ctx context.Context, shard int, iter func(*embeddings.Record) bool, emit func(embeddings.ShardInfo)) error {
-	var recs []embeddings.Record
-	var r embeddings.Record
+func (fn *writeShardFn[K, R, P]) ProcessElement(ctx context.Context, shard int, iter func(*R) bool, emit func(embeddings.ShardInfo)) error {
+	var recs []R
+	var r R
 	for iter(&r) {
 		recs = append(recs, r)
-		r = embeddings.Record{}
+		r = *new(R) // the next record must not share this one's slices
 	}
-	info, err := embeddings.WriteShard(ctx, blob.Join(fn.Dir, embeddings.ShardName(shard, fn.Shards)), recs, fn.Provenance)
+	info, err := fn.Kind.writeShard(ctx, blob.Join(fn.Dir, fn.Kind.shardName(shard, fn.Shards)), recs, fn.Provenance)
 	if err != nil {
 		return err
 	}
@@ -84,34 +106,65 @@ func (fn *writeShardFn) ProcessElement(ctx context.Context, shard int, iter func
 	return nil
 }
 
-type writeManifestFn struct {
+type writeManifestFn[K kind[R, P], R, P any] struct {
+	Kind       K
 	Dir        string
-	Provenance embeddings.Provenance
+	Provenance P
 }
 
-func (fn *writeManifestFn) ProcessElement(ctx context.Context, _ []byte, iter func(*embeddings.ShardInfo) bool) error {
-	m := embeddings.Manifest{Provenance: fn.Provenance}
+func (fn *writeManifestFn[K, R, P]) ProcessElement(ctx context.Context, _ []byte, iter func(*embeddings.ShardInfo) bool) error {
+	var infos []embeddings.ShardInfo
 	var info embeddings.ShardInfo
 	for iter(&info) {
-		m.Shards = append(m.Shards, info)
-		m.Rows += info.Rows
+		infos = append(infos, info)
 	}
-	if err := embeddings.WriteManifest(ctx, fn.Dir, m); err != nil {
-		return err
-	}
-	files := make([]string, len(m.Shards))
-	for i, sh := range m.Shards {
-		files[i] = sh.File
-	}
-	return RemoveStale(ctx, fn.Dir, files)
+	return fn.Kind.writeManifest(ctx, fn.Dir, fn.Provenance, infos)
 }
 
-// RemoveStale deletes the part files ("part-*") under dir that an earlier run left and a
+// embeddingFiles are embeddings shards.
+type embeddingFiles struct{}
+
+func (embeddingFiles) id(r *embeddings.Record) string { return r.Row.ID }
+func (embeddingFiles) shardName(i, n int) string      { return embeddings.ShardName(i, n) }
+func (embeddingFiles) writeShard(ctx context.Context, uri string, recs []embeddings.Record, prov embeddings.Provenance) (embeddings.ShardInfo, error) {
+	return embeddings.WriteShard(ctx, uri, recs, prov)
+}
+func (embeddingFiles) writeManifest(ctx context.Context, dir string, prov embeddings.Provenance, shards []embeddings.ShardInfo) error {
+	m := embeddings.NewManifest(prov, shards)
+	if err := embeddings.WriteManifest(ctx, dir, m); err != nil {
+		return err
+	}
+	return removeStale(ctx, dir, m.Shards)
+}
+
+// listFiles are neighbour-list files of one format.
+type listFiles struct{ Ext string }
+
+func (listFiles) id(r *neighbors.Record) string { return r.QueryID }
+func (k listFiles) shardName(i, n int) string   { return neighbors.ShardName(i, n, k.Ext) }
+func (listFiles) writeShard(ctx context.Context, uri string, recs []neighbors.Record, prov neighbors.Provenance) (neighbors.ShardInfo, error) {
+	return neighbors.WriteFile(ctx, uri, recs, prov)
+}
+func (listFiles) writeManifest(ctx context.Context, dir string, prov neighbors.Provenance, shards []neighbors.ShardInfo) error {
+	return ListsManifest(ctx, dir, prov, shards)
+}
+
+// ListsManifest writes the manifest of a neighbour-list output from its files, then
+// removes the part files of an earlier run that it does not list.
+func ListsManifest(ctx context.Context, dir string, prov neighbors.Provenance, infos []neighbors.ShardInfo) error {
+	m := neighbors.NewManifest(prov, infos)
+	if err := neighbors.WriteManifest(ctx, dir, m); err != nil {
+		return err
+	}
+	return removeStale(ctx, dir, m.Shards)
+}
+
+// removeStale deletes the part files ("part-*") under dir that an earlier run left and a
 // new manifest does not list.
-func RemoveStale(ctx context.Context, dir string, listed []string) error {
+func removeStale(ctx context.Context, dir string, listed []embeddings.ShardInfo) error {
 	keep := map[string]bool{}
 	for _, f := range listed {
-		keep[f] = true
+		keep[f.File] = true
 	}
 	files, err := blob.List(ctx, dir)
 	if err != nil {
@@ -128,6 +181,13 @@ func RemoveStale(ctx context.Context, dir string, listed []string) error {
 	return nil
 }
 
+// Rejects writes every rejects record into one Parquet file (a valid file even when there
+// are none).
+func Rejects(s beam.Scope, recs beam.PCollection, uri string) {
+	s = s.Scope("WriteRejects")
+	beam.ParDo0(s, &writeRejectsFn{URI: uri}, beam.Impulse(s), beam.SideInput{Input: recs})
+}
+
 type writeRejectsFn struct{ URI string }
 
 func (fn *writeRejectsFn) ProcessElement(ctx context.Context, _ []byte, iter func(*rejects.Record) bool) error {
@@ -138,75 +198,6 @@ func (fn *writeRejectsFn) ProcessElement(ctx context.Context, _ []byte, iter fun
 	}
 	_, err := rejects.WriteShard(ctx, fn.URI, recs)
 	return err
-}
-
-// Lists writes neighbour-list records under dir as `files` files of format ext (a query's
-// file is a hash of its id), then dir/_manifest.json; part files of an earlier run that the
-// manifest does not list are removed.
-func Lists(s beam.Scope, recs beam.PCollection, dir string, files int, ext string, prov neighbors.Provenance) {
-	s = s.Scope("WriteLists")
-	if files < 1 {
-		panic(fmt.Sprintf("sink.Lists: files must be ≥ 1, got %d", files))
-	}
-	keyed := beam.ParDo(s, &listKeyFn{Files: files}, recs)
-	infos := beam.ParDo(s, &writeListsFn{Dir: dir, Files: files, Ext: ext, Provenance: prov}, beam.GroupByKey(s, keyed))
-	beam.ParDo0(s, &writeListsManifestFn{Dir: dir, Provenance: prov}, beam.Impulse(s), beam.SideInput{Input: infos})
-}
-
-type listKeyFn struct{ Files int }
-
-func (fn *listKeyFn) ProcessElement(r neighbors.Record, emit func(int, neighbors.Record)) {
-	emit(shardOf(r.QueryID, fn.Files), r)
-}
-
-type writeListsFn struct {
-	Dir        string
-	Files      int
-	Ext        string
-	Provenance neighbors.Provenance
-}
-
-func (fn *writeListsFn) ProcessElement(ctx context.Context, file int, iter func(*neighbors.Record) bool, emit func(neighbors.ShardInfo)) error {
-	var recs []neighbors.Record
-	var r neighbors.Record
-	for iter(&r) {
-		recs = append(recs, r)
-		r = neighbors.Record{}
-	}
-	info, err := neighbors.WriteFile(ctx, blob.Join(fn.Dir, neighbors.ShardName(file, fn.Files, fn.Ext)), recs, fn.Provenance)
-	if err != nil {
-		return err
-	}
-	emit(info)
-	return nil
-}
-
-type writeListsManifestFn struct {
-	Dir        string
-	Provenance neighbors.Provenance
-}
-
-func (fn *writeListsManifestFn) ProcessElement(ctx context.Context, _ []byte, iter func(*neighbors.ShardInfo) bool) error {
-	var infos []neighbors.ShardInfo
-	var info neighbors.ShardInfo
-	for iter(&info) {
-		infos = append(infos, info)
-	}
-	return ListsManifest(ctx, fn.Dir, fn.Provenance, infos)
-}
-
-// ListsManifest writes the manifest of a neighbour-list output from its files, then
-// removes the part files of an earlier run that it does not list.
-func ListsManifest(ctx context.Context, dir string, prov neighbors.Provenance, infos []neighbors.ShardInfo) error {
-	m := neighbors.NewManifest(prov, infos)
-	if err := neighbors.WriteManifest(ctx, dir, m); err != nil {
-		return err
-	}
-	files := make([]string, len(m.Shards))
-	for i, sh := range m.Shards {
-		files[i] = sh.File
-	}
-	return RemoveStale(ctx, dir, files)
 }
 
 // shardOf maps an id to one of n files (FNV-1a), the same on every worker and run.

@@ -20,14 +20,38 @@ import (
 // written last, once every shard is, so its presence marks the output complete.
 const ManifestFile = "_manifest.json"
 
-// Validator is a manifest that reports its own problems.
-type Validator interface {
-	Validate() error
+// Provenance is what every file of one stage output shares, recorded in each file's
+// metadata and once in the output's manifest.
+type Provenance interface {
+	// Listable reports every problem of the provenance as that of a complete output's
+	// files: what a manifest may list.
+	Listable() error
+	// ShardExts are the extensions of the files such an output holds.
+	ShardExts() []string
 }
 
-// Output names one kind of stage output in the errors of its manifest's reading and
-// writing.
+// Manifest lists the shards of one complete stage output. Its JSON is the manifest file.
+type Manifest[P Provenance] struct {
+	// Format names the manifest's format, e.g. "stirpipe.embeddings/v1".
+	Format string `json:"format"`
+	// Provenance is shared by every shard.
+	Provenance P `json:"provenance"`
+	// Rows is the total number of records.
+	Rows int64 `json:"rows"`
+	// Shards are the shard files, sorted by name.
+	Shards []Info `json:"shards"`
+}
+
+// NewManifest returns the manifest of format of the given shards (in any order), with Rows
+// summed and the shards sorted by name.
+func NewManifest[P Provenance](format string, prov P, shards []Info) Manifest[P] {
+	return Manifest[P]{Format: format, Provenance: prov, Rows: TotalRows(shards), Shards: SortShards(shards)}
+}
+
+// Output names one kind of stage output, and the format its manifests have.
 type Output struct {
+	// Format is the manifests' format.
+	Format string
 	// Name starts the errors, e.g. "embeddings" gives "embeddings manifest URI: …".
 	Name string
 	// Incomplete says what a directory without a manifest is, e.g. "embeddings output
@@ -37,11 +61,30 @@ type Output struct {
 	Rerun string
 }
 
+// Validate reports every problem of m as a manifest of o's kind at once.
+func Validate[P Provenance](o Output, m *Manifest[P]) error {
+	var errs []error
+	if m.Format != o.Format {
+		errs = append(errs, fmt.Errorf("format is %q, want %q", m.Format, o.Format))
+	}
+	if err := m.Provenance.Listable(); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, CheckShards(m.Rows, m.Shards, m.Provenance.ShardExts()...))
+	return errors.Join(errs...)
+}
+
 // WriteManifest validates m and writes it atomically as indented JSON (with a final
-// newline) at dir/_manifest.json. Call it last, once every shard is written.
-func (o Output) WriteManifest(ctx context.Context, dir string, m Validator) error {
+// newline) at dir/_manifest.json. Call it last, once every shard is written: its presence
+// marks the output complete. An empty Format is set to o's and shards are sorted by name,
+// so the bytes are deterministic.
+func WriteManifest[P Provenance](ctx context.Context, o Output, dir string, m Manifest[P]) error {
+	if m.Format == "" {
+		m.Format = o.Format
+	}
+	m.Shards = SortShards(m.Shards)
 	uri := blob.Join(dir, ManifestFile)
-	if err := m.Validate(); err != nil {
+	if err := Validate(o, &m); err != nil {
 		return fmt.Errorf("%s manifest %s: %w", o.Name, uri, err)
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
@@ -51,28 +94,29 @@ func (o Output) WriteManifest(ctx context.Context, dir string, m Validator) erro
 	return blob.WriteFile(ctx, uri, append(data, '\n'))
 }
 
-// ReadManifest decodes dir/_manifest.json into m, a pointer, refusing unknown fields, and
-// validates it. A missing manifest gives an error that says the output is incomplete and
-// wraps fs.ErrNotExist.
-func (o Output) ReadManifest(ctx context.Context, dir string, m Validator) error {
+// ReadManifest reads dir/_manifest.json, refusing unknown fields, and validates it. A
+// missing manifest gives an error that says the output is incomplete and wraps
+// fs.ErrNotExist.
+func ReadManifest[P Provenance](ctx context.Context, o Output, dir string) (Manifest[P], error) {
+	var m Manifest[P]
 	uri := blob.Join(dir, ManifestFile)
 	data, err := blob.ReadFile(ctx, uri)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: %s: %s is missing (it is written last, once every shard is done; %s): %w",
+		return m, fmt.Errorf("%s: %s: %s is missing (it is written last, once every shard is done; %s): %w",
 			dir, o.Incomplete, ManifestFile, o.Rerun, err)
 	}
 	if err != nil {
-		return fmt.Errorf("%s manifest: %w", o.Name, err)
+		return m, fmt.Errorf("%s manifest: %w", o.Name, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(m); err != nil {
-		return fmt.Errorf("%s manifest %s: decode: %w", o.Name, uri, err)
+	if err := dec.Decode(&m); err != nil {
+		return Manifest[P]{}, fmt.Errorf("%s manifest %s: decode: %w", o.Name, uri, err)
 	}
-	if err := m.Validate(); err != nil {
-		return fmt.Errorf("%s manifest %s: %w", o.Name, uri, err)
+	if err := Validate(o, &m); err != nil {
+		return Manifest[P]{}, fmt.Errorf("%s manifest %s: %w", o.Name, uri, err)
 	}
-	return nil
+	return m, nil
 }
 
 // ManifestSHA256 returns the hex SHA-256 of dir/_manifest.json, the snapshot id of a stage

@@ -12,33 +12,44 @@ import (
 	"testing"
 )
 
-// testManifest is a minimal manifest: valid when it lists rows ≥ 0.
-type testManifest struct {
-	Rows int64 `json:"rows"`
+// testProvenance is a minimal provenance: listable unless it is "partial".
+type testProvenance struct {
+	Stage string `json:"stage"`
 }
 
-func (m *testManifest) Validate() error {
-	if m.Rows < 0 {
-		return errors.New("rows must be ≥ 0")
+func (p testProvenance) Listable() error {
+	if p.Stage == "partial" {
+		return errors.New("partial files are never listed")
 	}
 	return nil
 }
 
-var testOutput = Output{Name: "test", Incomplete: "test output incomplete", Rerun: "rerun the test stage"}
+func (testProvenance) ShardExts() []string { return []string{".parquet"} }
+
+var testOutput = Output{Format: "test/v1", Name: "test", Incomplete: "test output incomplete", Rerun: "rerun the test stage"}
+
+const sha = "0000000000000000000000000000000000000000000000000000000000000000"
 
 func TestManifestRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if err := testOutput.WriteManifest(ctx, dir, &testManifest{Rows: 7}); err != nil {
+	shards := []Info{{File: "b.parquet", Rows: 2, Bytes: 9, SHA256: sha}, {File: "a.parquet", Rows: 5, Bytes: 8, SHA256: sha}}
+	m := NewManifest(testOutput.Format, testProvenance{Stage: "final"}, shards)
+	if m.Rows != 7 || m.Shards[0].File != "a.parquet" {
+		t.Fatalf("NewManifest = %+v, want 7 rows and the shards sorted", m)
+	}
+	m.Format = ""
+	if err := WriteManifest(ctx, testOutput, dir, m); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, ManifestFile))
-	if err != nil || string(data) != "{\n  \"rows\": 7\n}\n" {
+	if err != nil || !strings.HasPrefix(string(data), "{\n  \"format\": \"test/v1\",\n  \"provenance\": {\n    \"stage\": \"final\"\n  },\n  \"rows\": 7,") ||
+		!strings.HasSuffix(string(data), "}\n") {
 		t.Fatalf("manifest bytes %q, %v", data, err)
 	}
-	var m testManifest
-	if err := testOutput.ReadManifest(ctx, dir, &m); err != nil || m.Rows != 7 {
-		t.Fatalf("ReadManifest = %+v, %v", m, err)
+	got, err := ReadManifest[testProvenance](ctx, testOutput, dir)
+	if err != nil || got.Rows != 7 || got.Provenance.Stage != "final" || got.Format != "test/v1" || len(got.Shards) != 2 {
+		t.Fatalf("ReadManifest = %+v, %v", got, err)
 	}
 	sum := sha256.Sum256(data)
 	if got, err := ManifestSHA256(ctx, dir); err != nil || got != hex.EncodeToString(sum[:]) {
@@ -48,6 +59,7 @@ func TestManifestRoundTrip(t *testing.T) {
 
 func TestManifestErrors(t *testing.T) {
 	ctx := context.Background()
+	good := `"shards":[{"file":"a.parquet","rows":1,"bytes":3,"sha256":"` + sha + `"}]`
 	for _, tc := range []struct {
 		name     string
 		manifest string // "" for none
@@ -55,9 +67,15 @@ func TestManifestErrors(t *testing.T) {
 		notExist bool
 	}{
 		{"missing", "", []string{"test output incomplete", ManifestFile + " is missing", "rerun the test stage"}, true},
-		{"unknown field", `{"rows":1,"colour":2}`, []string{"test manifest", "decode", `unknown field "colour"`}, false},
+		{"unknown field", `{"format":"test/v1","rows":1,"colour":2}`, []string{"test manifest", "decode", `unknown field "colour"`}, false},
 		{"not JSON", `rows: 1`, []string{"test manifest", "decode"}, false},
-		{"invalid", `{"rows":-1}`, []string{"test manifest", "rows must be ≥ 0"}, false},
+		{"rows", `{"format":"test/v1","rows":2,` + good + `}`, []string{"test manifest", "rows is 2 but the shards hold 1"}, false},
+		{"format", `{"format":"other/v1","rows":1,` + good + `}`, []string{"format is \"other/v1\", want \"test/v1\""}, false},
+		{"provenance", `{"format":"test/v1","provenance":{"stage":"partial"},"rows":1,` + good + `}`, []string{"never listed"}, false},
+		{"duplicate", `{"format":"test/v1","rows":2,"shards":[{"file":"a.parquet","rows":1,"bytes":3,"sha256":"` + sha + `"},{"file":"a.parquet","rows":1,"bytes":3,"sha256":"` + sha + `"}]}`, []string{"listed twice"}, false},
+		{"escaping", `{"format":"test/v1","rows":1,"shards":[{"file":"../a.parquet","rows":1,"bytes":3,"sha256":"` + sha + `"}]}`, []string{"not a plain"}, false},
+		{"sha", `{"format":"test/v1","rows":1,"shards":[{"file":"a.parquet","rows":1,"bytes":3,"sha256":"xyz"}]}`, []string{"64 hex digits"}, false},
+		{"extension", `{"format":"test/v1","rows":0,"shards":[{"file":"a.arrow","rows":0,"bytes":3,"sha256":"` + sha + `"}]}`, []string{"not a plain *.parquet name"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -66,8 +84,7 @@ func TestManifestErrors(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var m testManifest
-			err := testOutput.ReadManifest(ctx, dir, &m)
+			_, err := ReadManifest[testProvenance](ctx, testOutput, dir)
 			if err == nil || errors.Is(err, fs.ErrNotExist) != tc.notExist {
 				t.Fatalf("ReadManifest = %v, want an error (fs.ErrNotExist: %t)", err, tc.notExist)
 			}
@@ -79,8 +96,8 @@ func TestManifestErrors(t *testing.T) {
 		})
 	}
 	dir := t.TempDir()
-	err := testOutput.WriteManifest(ctx, dir, &testManifest{Rows: -1})
-	if err == nil || !strings.Contains(err.Error(), "rows must be ≥ 0") {
+	err := WriteManifest(ctx, testOutput, dir, NewManifest("", testProvenance{Stage: "partial"}, nil))
+	if err == nil || !strings.Contains(err.Error(), "never listed") {
 		t.Fatalf("WriteManifest of an invalid manifest = %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); !errors.Is(err, fs.ErrNotExist) {
