@@ -296,13 +296,6 @@ func (s *Session) Run(inputs, outputs []*Tensor) (err error) {
 	return nil
 }
 
-// CPUTurn is held, in a worker process, by whoever is using the CPU in bulk for a session on
-// the CPU provider: decoding a batch's images, then running its forward pass. A pass
-// already keeps IntraOpThreads cores busy, and image decoding beside it slowed the pass by
-// more than the decoding cost (a ViT-S/16 embed pipeline on 2 cores went from 0.83–0.89
-// of a plain loop's rate with decoding overlapped to ≈ 0.9–0.94 with turns). On a GPU,
-// decoding should overlap the passes instead, so GPU users do not take it.
-var CPUTurn sync.Mutex
 
 // runPass runs one forward pass, after any other in progress.
 func (s *Session) runPass(in, out []ortgo.Value) error {

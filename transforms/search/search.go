@@ -13,12 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
-	"runtime/debug"
-	"sort"
 	"strings"
-	"sync"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
@@ -121,48 +117,6 @@ func (c Config) MemoryLimit() int64 {
 	return stageAllowance + shard + tile + threads*rows*chunk*4
 }
 
-// memoryLimit scopes a Go memory limit to the work that needs it, for a process that runs
-// other stages too: while any search or merge is in progress the limit is the sum of
-// theirs, and when the last one ends the process's own limit comes back. A process started
-// with a limit (GOMEMLIMIT, or debug.SetMemoryLimit elsewhere) keeps it untouched.
-var memoryLimit struct {
-	sync.Mutex
-	active int   // searches and merges in progress
-	sum    int64 // the sum of their limits
-	saved  int64 // the process's limit before the first of them
-	owned  bool  // whether the limit is ours to set (the process had none)
-}
-
-// limitMemory adds limit to the process's memory limit until the returned function is
-// called; see memoryLimit.
-func limitMemory(limit int64) (release func()) {
-	m := &memoryLimit
-	m.Lock()
-	defer m.Unlock()
-	if m.active == 0 {
-		m.saved = debug.SetMemoryLimit(-1)
-		m.owned = m.saved == math.MaxInt64
-	}
-	m.active++
-	m.sum += limit
-	if m.owned {
-		debug.SetMemoryLimit(m.sum)
-	}
-	return func() {
-		m.Lock()
-		defer m.Unlock()
-		m.active--
-		m.sum -= limit
-		switch {
-		case !m.owned:
-		case m.active == 0:
-			debug.SetMemoryLimit(m.saved)
-		default:
-			debug.SetMemoryLimit(m.sum)
-		}
-	}
-}
-
 // Shards is the number of gallery shards.
 func (c Config) Shards() int { return ceilDiv(c.Plan.Galleries, int64(c.ShardSize)) }
 
@@ -212,60 +166,6 @@ func Search(s beam.Scope, cfg Config) beam.PCollection {
 	return rejs
 }
 
-// oneShardAtATime keeps a worker process to one gallery shard in memory: the engine uses
-// every core for one shard, so running two would only add memory. oneMergeAtATime does
-// the same for the merges of tiles, which each hold a record batch of every partial file
-// and a row group of the tile's output.
-var oneShardAtATime, oneMergeAtATime sync.Mutex
-
-// engines holds the exact-search engines of this worker process, one per configuration,
-// shared by every searchShardFn instance (a runner may make one per bundle): its ONNX
-// Runtime session and score buffers exist once per process, and searches are serialised
-// anyway.
-var engines struct {
-	sync.Mutex
-	m map[knn.Options]*sharedEngine
-}
-
-type sharedEngine struct {
-	engine *knn.Engine
-	users  int
-}
-
-// acquireEngine returns the process's engine for opts, creating it on first use.
-func acquireEngine(opts knn.Options) (*knn.Engine, error) {
-	engines.Lock()
-	defer engines.Unlock()
-	if se := engines.m[opts]; se != nil {
-		se.users++
-		return se.engine, nil
-	}
-	e, err := knn.NewEngine(opts)
-	if err != nil {
-		return nil, err
-	}
-	if engines.m == nil {
-		engines.m = map[knn.Options]*sharedEngine{}
-	}
-	engines.m[opts] = &sharedEngine{engine: e, users: 1}
-	return e, nil
-}
-
-// releaseEngine gives back an engine from acquireEngine; the last user closes it.
-func releaseEngine(opts knn.Options) error {
-	engines.Lock()
-	defer engines.Unlock()
-	se := engines.m[opts]
-	if se == nil {
-		return nil
-	}
-	if se.users--; se.users > 0 {
-		return nil
-	}
-	delete(engines.m, opts)
-	return se.engine.Close()
-}
-
 type searchShardFn struct {
 	Config Config
 
@@ -278,7 +178,7 @@ func (fn *searchShardFn) Setup() error {
 		return err
 	}
 	var err error
-	fn.engine, err = acquireEngine(fn.Config.Engine)
+	fn.engine, err = knn.Acquire(fn.Config.Engine)
 	if fn.Config.Progress {
 		fn.report = progress.Shared(Stage, "query tiles × gallery shards", int64(fn.Config.Shards()*fn.Config.Tiles()))
 	}
@@ -288,7 +188,7 @@ func (fn *searchShardFn) Setup() error {
 func (fn *searchShardFn) Teardown() error {
 	if fn.engine != nil {
 		fn.engine = nil
-		return releaseEngine(fn.Config.Engine)
+		return knn.Release(fn.Config.Engine)
 	}
 	return nil
 }
@@ -296,16 +196,14 @@ func (fn *searchShardFn) Teardown() error {
 // shard is one gallery shard in memory, sorted by item id.
 type shard struct {
 	knn.Gallery
-	index     *knn.Index
-	relevant  map[int64]int64  // gallery rows per label
-	sameSeq   map[string]int64 // gallery rows per (label, sequence)
-	positions map[string]int   // row of each item id
+	index    *knn.Index
+	relevant *knn.Relevance
 }
 
 func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(int, int), reject func(rejects.Record)) error {
-	oneShardAtATime.Lock()
-	defer oneShardAtATime.Unlock()
-	defer limitMemory(fn.Config.MemoryLimit())()
+	ort.MemoryTurn.Lock()
+	defer ort.MemoryTurn.Unlock()
+	defer ort.LimitMemory(fn.Config.MemoryLimit())()
 	cfg := fn.Config
 	r, err := embeddings.Open(ctx, cfg.Embeddings)
 	if err != nil {
@@ -348,7 +246,7 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 			return nil
 		}
 		ordinal++
-		if reason := unusable(rec.Embedding, cfg.Engine.Normalized); reason != "" {
+		if reason := knn.Unusable(rec.Embedding, cfg.Engine.Normalized); reason != "" {
 			if s == 0 && !rec.Row.InGallery() {
 				rejectVector(ctx, rec, reason, reject)
 			}
@@ -395,7 +293,7 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 	lo := int64(s) * int64(cfg.ShardSize)
 	hi := min(lo+int64(cfg.ShardSize), cfg.Plan.Galleries)
 	dim := r.Manifest().Provenance.Dim
-	g := &shard{relevant: map[int64]int64{}, sameSeq: map[string]int64{}}
+	g := &shard{}
 	g.Dim = dim
 	n := max(0, int(hi-lo))
 	g.IDs, g.Labels, g.Sequences = make([]string, 0, n), make([]int64, 0, n), make([]string, 0, n)
@@ -415,7 +313,7 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 				return nil
 			}
 			if ord >= lo && ord < hi {
-				if reason := unusable(rec.Embedding, cfg.Engine.Normalized); reason != "" {
+				if reason := knn.Unusable(rec.Embedding, cfg.Engine.Normalized); reason != "" {
 					rejectVector(ctx, rec, reason, reject)
 				} else {
 					g.IDs = append(g.IDs, rec.Row.ID)
@@ -435,15 +333,8 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 		}
 		first = ord
 	}
-	g.sortByID()
-	g.positions = make(map[string]int, len(g.IDs))
-	for i, id := range g.IDs {
-		g.relevant[g.Labels[i]]++
-		if seq := g.Sequences[i]; seq != "" {
-			g.sameSeq[seqKey(g.Labels[i], seq)]++
-		}
-		g.positions[id] = i
-	}
+	g.SortByID()
+	g.relevant = knn.NewRelevance(g.Gallery, cfg.Engine)
 	if len(g.IDs) > 0 {
 		var err error
 		if g.index, err = knn.NewIndex(g.Gallery); err != nil {
@@ -451,40 +342,6 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 		}
 	}
 	return g, nil
-}
-
-// sortByID puts the shard's rows in item id order. The vectors are permuted in place,
-// cycle by cycle, with one row of scratch.
-func (g *shard) sortByID() {
-	n := len(g.IDs)
-	order := make([]int, n) // order[i] is the row that goes to position i
-	for i := range order {
-		order[i] = i
-	}
-	sort.Slice(order, func(a, b int) bool { return g.IDs[order[a]] < g.IDs[order[b]] })
-	ids, labels, seqs := make([]string, n), make([]int64, n), make([]string, n)
-	for i, j := range order {
-		ids[i], labels[i], seqs[i] = g.IDs[j], g.Labels[j], g.Sequences[j]
-	}
-	g.IDs, g.Labels, g.Sequences = ids, labels, seqs
-	d := g.Dim
-	row := func(i int) []float32 { return g.Vectors[i*d : (i+1)*d] }
-	tmp := make([]float32, d)
-	for start := range order {
-		if order[start] == start {
-			continue
-		}
-		copy(tmp, row(start))
-		i := start
-		for order[i] != start {
-			j := order[i]
-			copy(row(i), row(j))
-			order[i] = i
-			i = j
-		}
-		copy(row(i), tmp)
-		order[i] = i
-	}
 }
 
 // searchTile finds each query's top-k in the shard and counts its relevant shard rows.
@@ -504,7 +361,7 @@ func (fn *searchShardFn) searchTile(tile *queryTile, g *shard) ([]neighbors.Reco
 	out := make([]neighbors.Record, n)
 	for i, row := range tile.rows {
 		o := neighbors.Record{QueryID: row.ID, QueryLabel: row.Label, QueryCategory: row.Category, QuerySequence: row.Sequence,
-			NRelevant: g.relevantTo(row)}
+			NRelevant: g.relevant.Count(row.ID, row.Label, row.Sequence)}
 		if lists != nil {
 			m := len(lists[i])
 			o.NeighborIDs, o.NeighborLabels, o.Distances = make([]string, m), make([]int64, m), make([]float32, m)
@@ -517,39 +374,6 @@ func (fn *searchShardFn) searchTile(tile *queryTile, g *shard) ([]neighbors.Reco
 	return out, nil
 }
 
-// relevantTo counts the shard's gallery rows relevant to a query after the exclusions of
-// method.md §3: same label, not the query itself, not of the query's sequence.
-func (g *shard) relevantTo(q catalog.Row) int64 {
-	n := g.relevant[q.Label]
-	if q.Sequence != "" {
-		return n - g.sameSeq[seqKey(q.Label, q.Sequence)] // the query itself included, if here
-	}
-	if _, self := g.positions[q.ID]; self {
-		n--
-	}
-	return n
-}
-
-func seqKey(label int64, seq string) string { return fmt.Sprintf("%d\x00%s", label, seq) }
-
-// unusable says why a vector cannot be searched, or "" when it can.
-func unusable(v []float32, normalized bool) string {
-	var sq float64
-	for _, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return "non_finite"
-		}
-		sq += float64(x) * float64(x)
-	}
-	switch {
-	case sq == 0:
-		return "zero_vector"
-	case normalized && math.Abs(math.Sqrt(sq)-1) > 1e-3:
-		return "not_unit_length"
-	}
-	return ""
-}
-
 func rejectVector(ctx context.Context, rec embeddings.Record, reason string, reject func(rejects.Record)) {
 	vectorsRejected.Inc(ctx, 1)
 	reject(rejects.Record{ItemID: rec.Row.ID, Path: rec.Row.Path, Line: rec.Row.Line, Stage: Stage, Reason: reason,
@@ -559,9 +383,9 @@ func rejectVector(ctx context.Context, rec embeddings.Record, reason string, rej
 type mergeTileFn struct{ Config Config }
 
 func (fn *mergeTileFn) ProcessElement(ctx context.Context, t int, shards func(*int) bool, emit func(neighbors.ShardInfo)) error {
-	oneMergeAtATime.Lock()
-	defer oneMergeAtATime.Unlock()
-	defer limitMemory(fn.Config.MemoryLimit())()
+	ort.MemoryTurn.Lock()
+	defer ort.MemoryTurn.Unlock()
+	defer ort.LimitMemory(fn.Config.MemoryLimit())()
 	cfg := fn.Config
 	ns, nt := cfg.Shards(), cfg.Tiles()
 	seen := make([]bool, ns)

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"reflect"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"testing"
@@ -90,7 +89,7 @@ func reference(t *testing.T, recs []embeddings.Record, k int) map[string]neighbo
 	g.Dim, q.Dim = dim, dim
 	var gallery, queries []embeddings.Record
 	for _, r := range recs {
-		if unusable(r.Embedding, true) != "" {
+		if knn.Unusable(r.Embedding, true) != "" {
 			continue
 		}
 		if r.Row.InGallery() {
@@ -219,64 +218,6 @@ func TestConfigValidate(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Validate = %v, want %q", c.name, err, c.want)
 		}
-	}
-}
-
-// TestSortByID: the in-place permutation puts every row, vector included, in id order.
-func TestSortByID(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	for _, n := range []int{0, 1, 2, 7, 100} {
-		const d = 3
-		var g shard
-		g.Dim = d
-		for _, i := range rng.Perm(n) {
-			g.IDs = append(g.IDs, fmt.Sprintf("id-%03d", i))
-			g.Labels = append(g.Labels, int64(i))
-			g.Sequences = append(g.Sequences, fmt.Sprint("s", i))
-			g.Vectors = append(g.Vectors, float32(i), float32(-i), float32(i)/2)
-		}
-		g.sortByID()
-		for i := range n {
-			want := []float32{float32(i), float32(-i), float32(i) / 2}
-			if g.IDs[i] != fmt.Sprintf("id-%03d", i) || g.Labels[i] != int64(i) || g.Sequences[i] != fmt.Sprint("s", i) ||
-				!reflect.DeepEqual(g.Vectors[i*d:(i+1)*d], want) {
-				t.Fatalf("n=%d row %d: %s %d %s %v, want id-%03d with %v", n, i, g.IDs[i], g.Labels[i], g.Sequences[i], g.Vectors[i*d:(i+1)*d], i, want)
-			}
-		}
-	}
-}
-
-// TestLimitMemory: overlapping searches and merges add their limits, the last one restores
-// the process's, and a limit the process already had is left alone.
-func TestLimitMemory(t *testing.T) {
-	orig := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(orig)
-	debug.SetMemoryLimit(math.MaxInt64)
-	a := limitMemory(100 << 20)
-	if got := debug.SetMemoryLimit(-1); got != 100<<20 {
-		t.Fatalf("limit %d, want %d", got, 100<<20)
-	}
-	b := limitMemory(50 << 20)
-	if got := debug.SetMemoryLimit(-1); got != 150<<20 {
-		t.Fatalf("limit with two in progress %d, want %d", got, 150<<20)
-	}
-	a()
-	if got := debug.SetMemoryLimit(-1); got != 50<<20 {
-		t.Fatalf("limit after the first ended %d, want %d", got, 50<<20)
-	}
-	b()
-	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
-		t.Fatalf("limit after both ended %d, want none", got)
-	}
-
-	debug.SetMemoryLimit(1 << 30) // as GOMEMLIMIT=1GiB would
-	c := limitMemory(100 << 20)
-	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
-		t.Fatalf("a set limit became %d", got)
-	}
-	c()
-	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
-		t.Fatalf("a set limit became %d after the search", got)
 	}
 }
 
