@@ -39,4 +39,3 @@ func TestLimitMemory(t *testing.T) {
 		t.Fatalf("a set limit became %d after the search", got)
 	}
 }
-

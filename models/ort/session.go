@@ -296,7 +296,6 @@ func (s *Session) Run(inputs, outputs []*Tensor) (err error) {
 	return nil
 }
 
-
 // runPass runs one forward pass, after any other in progress.
 func (s *Session) runPass(in, out []ortgo.Value) error {
 	s.pass.Lock()
