@@ -11,7 +11,7 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
-	"github.com/stirpipe/stirpipe/models/embedder"
+	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/blob"
@@ -130,7 +130,7 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 	if err := ort.Init(o.Library); err != nil {
 		return nil, err
 	}
-	sha, err := embedder.Verify(m, o.Workers.preflight(o.Runtime))
+	sha, err := imagemodel.VerifyEmbedder(m, o.Workers.preflight(o.Runtime))
 	if err != nil {
 		return nil, err
 	}

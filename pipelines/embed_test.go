@@ -14,12 +14,12 @@ import (
 
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/ort"
+	"github.com/stirpipe/stirpipe/models/synth"
 	"github.com/stirpipe/stirpipe/models/zoo"
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/blob/blobtest"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
-	"github.com/stirpipe/stirpipe/schemas/synth"
 )
 
 func TestMain(m *testing.M) { blobtest.Main(func() int { return ptest.MainRet(m) }, "bucket") }

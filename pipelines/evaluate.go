@@ -13,7 +13,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/metrics"
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/transforms/evaluate"
 )
 
@@ -40,7 +40,7 @@ type EvaluateOptions struct {
 // EvaluatePlan is a checked evaluate job.
 type EvaluatePlan struct {
 	Options         EvaluateOptions
-	Before, After   neighbors.Manifest
+	Before, After   lists.Manifest
 	BeforeFiles     []string
 	AfterFiles      []string
 	Provenance      map[string]string
@@ -108,8 +108,8 @@ func PrepareEvaluate(ctx context.Context, o EvaluateOptions) (*EvaluatePlan, err
 }
 
 // readLists reads a list output's manifest and checks that its lists are long enough.
-func readLists(ctx context.Context, dir string, maxK int) (neighbors.Manifest, []string, error) {
-	m, err := neighbors.ReadManifest(ctx, dir)
+func readLists(ctx context.Context, dir string, maxK int) (lists.Manifest, []string, error) {
+	m, err := lists.ReadManifest(ctx, dir)
 	if err != nil {
 		return m, nil, err
 	}

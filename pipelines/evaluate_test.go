@@ -14,16 +14,16 @@ import (
 
 	"github.com/stirpipe/stirpipe/models/metrics"
 	"github.com/stirpipe/stirpipe/schemas/blob"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/transforms/evaluate"
 )
 
 // writeLists writes a neighbours output whose lists hit at the given positions.
-func writeLists(t *testing.T, dir string, hits [][]bool, prov neighbors.Provenance) []neighbors.Record {
+func writeLists(t *testing.T, dir string, hits [][]bool, prov lists.Provenance) []lists.Record {
 	t.Helper()
-	var recs []neighbors.Record
+	var recs []lists.Record
 	for q, h := range hits {
-		r := neighbors.Record{QueryID: fmt.Sprintf("q%03d", q), QueryLabel: int64(q), QueryCategory: []string{"a", "b"}[q%2], NRelevant: int64(q % 4)}
+		r := lists.Record{QueryID: fmt.Sprintf("q%03d", q), QueryLabel: int64(q), QueryCategory: []string{"a", "b"}[q%2], NRelevant: int64(q % 4)}
 		var nrel int64
 		for i, hit := range h {
 			label := int64(1000 + i)
@@ -38,11 +38,11 @@ func writeLists(t *testing.T, dir string, hits [][]bool, prov neighbors.Provenan
 		r.NRelevant = max(r.NRelevant, nrel)
 		recs = append(recs, r)
 	}
-	info, err := neighbors.WriteShard(context.Background(), filepath.Join(dir, neighbors.ShardName(0, 1, neighbors.ExtParquet)), recs, prov)
+	info, err := lists.WriteShard(context.Background(), filepath.Join(dir, lists.ShardName(0, 1, lists.ExtParquet)), recs, prov)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := neighbors.WriteManifest(context.Background(), dir, neighbors.NewManifest(prov, []neighbors.ShardInfo{info})); err != nil {
+	if err := lists.WriteManifest(context.Background(), dir, lists.NewManifest(prov, []lists.ShardInfo{info})); err != nil {
 		t.Fatal(err)
 	}
 	return recs
@@ -52,7 +52,7 @@ func writeLists(t *testing.T, dir string, hits [][]bool, prov neighbors.Provenan
 // and a comparison holds before, after and their difference.
 func TestEvaluatePipeline(t *testing.T) {
 	ctx := context.Background()
-	prov := neighbors.Provenance{Stage: neighbors.StageNeighbors, ModelName: "m", ModelSHA256: "ab", K: 5, Distance: "euclidean", Engine: "test", Exclusions: "self,sequence"}
+	prov := lists.Provenance{Stage: lists.StageNeighbors, ModelName: "m", ModelSHA256: "ab", K: 5, Distance: "euclidean", Engine: "test", Exclusions: "self,sequence"}
 	var beforeHits, afterHits [][]bool
 	for q := range 40 {
 		b := make([]bool, 5)
@@ -122,18 +122,18 @@ func TestEvaluatePipeline(t *testing.T) {
 
 func TestPrepareEvaluateStopsBadInput(t *testing.T) {
 	ctx := context.Background()
-	lists := t.TempDir()
-	writeLists(t, lists, [][]bool{{true, false}}, neighbors.Provenance{Stage: neighbors.StageNeighbors, ModelName: "m", K: 2, Distance: "euclidean", Engine: "x", Exclusions: "self"})
+	dir := t.TempDir()
+	writeLists(t, dir, [][]bool{{true, false}}, lists.Provenance{Stage: lists.StageNeighbors, ModelName: "m", K: 2, Distance: "euclidean", Engine: "x", Exclusions: "self"})
 	_, sum := generate(t)
 	for _, c := range []struct {
 		name string
 		o    EvaluateOptions
 		want string
 	}{
-		{"k too small", EvaluateOptions{Lists: lists, Output: "m.json", KS: metrics.Options{CMC: []int{1, 5}}}, "k = 2"},
+		{"k too small", EvaluateOptions{Lists: dir, Output: "m.json", KS: metrics.Options{CMC: []int{1, 5}}}, "k = 2"},
 		{"not lists", EvaluateOptions{Lists: t.TempDir(), Output: "m.json", KS: metrics.Options{CMC: []int{1}}}, "_manifest.json"},
-		{"other catalog", EvaluateOptions{Lists: lists, Catalog: sum.CatalogPath, Output: "m.json", KS: metrics.Options{CMC: []int{1}}}, "were computed from catalog"},
-		{"bad ks", EvaluateOptions{Lists: lists, Output: "m.json", KS: metrics.Options{CMC: []int{0}}}, "k"},
+		{"other catalog", EvaluateOptions{Lists: dir, Catalog: sum.CatalogPath, Output: "m.json", KS: metrics.Options{CMC: []int{1}}}, "were computed from catalog"},
+		{"bad ks", EvaluateOptions{Lists: dir, Output: "m.json", KS: metrics.Options{CMC: []int{0}}}, "k"},
 	} {
 		if _, err := PrepareEvaluate(ctx, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: PrepareEvaluate = %v, want %q", c.name, err, c.want)
@@ -172,8 +172,8 @@ func TestWholeJob(t *testing.T) {
 	if err := ptest.Run(p); err != nil {
 		t.Fatal(err)
 	}
-	lists := blob.Join(out, NeighborsDir)
-	m, err := neighbors.ReadManifest(ctx, lists)
+	dir := blob.Join(out, NeighborsDir)
+	m, err := lists.ReadManifest(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestWholeJob(t *testing.T) {
 	}
 
 	mf := blob.Join(out, MetricsFile)
-	ep, err := PrepareEvaluate(ctx, EvaluateOptions{Lists: lists, Catalog: sum.CatalogPath, Output: mf, KS: metrics.Options{CMC: []int{1, 5}, Precision: []int{5}, MAP: []int{5}}})
+	ep, err := PrepareEvaluate(ctx, EvaluateOptions{Lists: dir, Catalog: sum.CatalogPath, Output: mf, KS: metrics.Options{CMC: []int{1, 5}, Precision: []int{5}, MAP: []int{5}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/transforms/neighbors"
 	"github.com/stirpipe/stirpipe/transforms/rerank"
-	"github.com/stirpipe/stirpipe/transforms/search"
 )
 
 // Job is the whole job on a catalog: embed → neighbors → rerank → evaluate, each stage a
@@ -60,7 +60,7 @@ func (j Job) Run(ctx context.Context, run Runner, started func(Stage), done func
 	}
 	steps := []step{
 		{"", func() (Stage, error) { return first, nil }}, // its errors name themselves
-		{search.Stage, func() (Stage, error) { return PrepareNeighbors(ctx, n) }},
+		{neighbors.Stage, func() (Stage, error) { return PrepareNeighbors(ctx, n) }},
 		{rerank.Stage, func() (Stage, error) { return PrepareRerank(ctx, r) }},
 		{EvaluateStage, func() (Stage, error) { return PrepareEvaluate(ctx, ev) }},
 	}

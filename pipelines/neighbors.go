@@ -11,8 +11,8 @@ import (
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
-	"github.com/stirpipe/stirpipe/transforms/search"
+	"github.com/stirpipe/stirpipe/schemas/lists"
+	"github.com/stirpipe/stirpipe/transforms/neighbors"
 	"github.com/stirpipe/stirpipe/transforms/sink"
 )
 
@@ -37,11 +37,11 @@ type NeighborsOptions struct {
 // NeighborsPlan is a checked neighbours job.
 type NeighborsPlan struct {
 	Options NeighborsOptions
-	Config  search.Config
+	Config  neighbors.Config
 }
 
 // listExt maps --format to the lists' file extension.
-var listExt = map[string]string{"parquet": neighbors.ExtParquet, "arrow": neighbors.ExtArrow}
+var listExt = map[string]string{"parquet": lists.ExtParquet, "arrow": lists.ExtArrow}
 
 // Check reports every problem of the flags at once, without reading anything.
 func (o NeighborsOptions) Check() error {
@@ -76,18 +76,18 @@ func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, 
 		return nil, err
 	}
 	prov := r.Provenance()
-	snapshot, err := neighbors.ManifestSHA256(ctx, o.Embeddings)
+	snapshot, err := lists.ManifestSHA256(ctx, o.Embeddings)
 	if err != nil {
 		return nil, err
 	}
-	plan, err := search.PlanFor(ctx, r)
+	plan, err := neighbors.PlanFor(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	if err := ort.Init(o.Library); err != nil {
 		return nil, err
 	}
-	cfg := search.Config{
+	cfg := neighbors.Config{
 		Embeddings: o.Embeddings,
 		Output:     blob.Join(o.Output, NeighborsDir),
 		Ext:        ext,
@@ -98,8 +98,8 @@ func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, 
 		Library:   o.Workers.library(o.Library),
 		Plan:      plan,
 		Progress:  o.Progress,
-		Provenance: neighbors.Provenance{
-			Stage:              neighbors.StageNeighbors,
+		Provenance: lists.Provenance{
+			Stage:              lists.StageNeighbors,
 			EmbeddingsURI:      o.Embeddings,
 			EmbeddingsSnapshot: snapshot,
 			ModelName:          prov.ModelName,
@@ -108,7 +108,7 @@ func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, 
 			Distance:           prov.Distance,
 			Engine:             "onnxruntime-gemm/exact",
 			ShardSize:          o.ShardSize,
-			Exclusions:         neighbors.ExcludeSelf + "," + neighbors.ExcludeSequence,
+			Exclusions:         lists.ExcludeSelf + "," + lists.ExcludeSequence,
 			CatalogURI:         prov.CatalogURI,
 			CatalogSnapshot:    prov.CatalogSnapshot,
 			Producer:           "stirpipe neighbors",
@@ -123,12 +123,12 @@ func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, 
 // Neighbors builds the neighbours pipeline: embeddings → neighbour lists (and the rejects
 // of vectors that cannot be searched).
 func Neighbors(s beam.Scope, p *NeighborsPlan) {
-	rejs := search.Search(s, p.Config)
-	sink.Rejects(s, rejs, RejectsFile(p.Options.Output, search.Stage))
+	rejs := neighbors.Search(s, p.Config)
+	sink.Rejects(s, rejs, RejectsFile(p.Options.Output, neighbors.Stage))
 }
 
 // Name is the stage's name.
-func (p *NeighborsPlan) Name() string { return search.Stage }
+func (p *NeighborsPlan) Name() string { return neighbors.Stage }
 
 // Outputs are the lists' completion marker.
 func (p *NeighborsPlan) Outputs() []string { return []string{MarkersOf(p.Options.Output).Neighbors} }
@@ -147,11 +147,11 @@ func (p *NeighborsPlan) Build(s beam.Scope) { Neighbors(s, p) }
 // reject.
 func (p *NeighborsPlan) Summarize(ctx context.Context, _ beam.PipelineResult) (*Summary, error) {
 	c := p.Config
-	m, err := neighbors.ReadManifest(ctx, c.Output)
+	m, err := lists.ReadManifest(ctx, c.Output)
 	if err != nil {
 		return nil, err
 	}
-	file := RejectsFile(p.Options.Output, search.Stage)
+	file := RejectsFile(p.Options.Output, neighbors.Stage)
 	n, reasons, err := readRejects(ctx, file)
 	if err != nil {
 		return nil, err

@@ -14,7 +14,7 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/transforms/catalogio"
 	"github.com/stirpipe/stirpipe/transforms/evaluate"
 	"github.com/stirpipe/stirpipe/transforms/rerank"
@@ -45,7 +45,7 @@ type RerankPlan struct {
 	Catalog    *catalog.Scan
 	Config     rerank.Config
 	Files      []string
-	Provenance neighbors.Provenance
+	Provenance lists.Provenance
 }
 
 // PrepareRerank checks top_n against the lists, the catalog against the lists'
@@ -58,11 +58,11 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	if o.Lists == "" {
 		o.Lists = blob.Join(o.Output, NeighborsDir)
 	}
-	m, err := neighbors.ReadManifest(ctx, o.Lists)
+	m, err := lists.ReadManifest(ctx, o.Lists)
 	if err != nil {
 		return nil, err
 	}
-	if m.Provenance.Stage != neighbors.StageNeighbors {
+	if m.Provenance.Stage != lists.StageNeighbors {
 		return nil, fmt.Errorf("%s holds %s lists: rerank the neighbours output", o.Lists, m.Provenance.Stage)
 	}
 	if err := o.checkTopN(m.Provenance.K); err != nil {
@@ -89,12 +89,12 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	in, err := neighbors.ManifestSHA256(ctx, o.Lists)
+	in, err := lists.ManifestSHA256(ctx, o.Lists)
 	if err != nil {
 		return nil, err
 	}
 	prov := m.Provenance
-	prov.Stage, prov.PairModelName, prov.PairModelSHA256, prov.TopN = neighbors.StageReranked, pm.Name, sha, o.TopN
+	prov.Stage, prov.PairModelName, prov.PairModelSHA256, prov.TopN = lists.StageReranked, pm.Name, sha, o.TopN
 	prov.InputURI, prov.InputSnapshot, prov.Producer = o.Lists, in, "stirpipe rerank"
 	files := make([]string, len(m.Shards))
 	for i, sh := range m.Shards {
@@ -182,10 +182,10 @@ func embedderOf(ctx context.Context, embeddingsDir string) (*manifest.Manifest, 
 
 // Rerank builds the rerank pipeline: neighbours → reranked lists (and rejects).
 func Rerank(s beam.Scope, p *RerankPlan) {
-	lists := evaluate.ReadLists(s, p.Options.Lists, p.Files)
+	in := evaluate.ReadLists(s, p.Options.Lists, p.Files)
 	rows := catalogio.Read(s, p.Catalog)
-	out, rejs := rerank.Rerank(s, lists, rows, p.Config)
-	sink.Lists(s, out, blob.Join(p.Options.Output, RerankedDir), max(1, len(p.Files)), neighbors.ExtParquet, p.Provenance)
+	out, rejs := rerank.Rerank(s, in, rows, p.Config)
+	sink.Lists(s, out, blob.Join(p.Options.Output, RerankedDir), max(1, len(p.Files)), lists.ExtParquet, p.Provenance)
 	sink.Rejects(s, rejs, RejectsFile(p.Options.Output, rerank.Stage))
 }
 
@@ -207,7 +207,7 @@ func (p *RerankPlan) Build(s beam.Scope) { Rerank(s, p) }
 // and checks that every list came out once.
 func (p *RerankPlan) Summarize(ctx context.Context, res beam.PipelineResult) (*Summary, error) {
 	out := blob.Join(p.Options.Output, RerankedDir)
-	m, err := neighbors.ReadManifest(ctx, out)
+	m, err := lists.ReadManifest(ctx, out)
 	if err != nil {
 		return nil, err
 	}

@@ -17,11 +17,11 @@ import (
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/pairwise"
-	stir "github.com/stirpipe/stirpipe/models/rerank"
+	"github.com/stirpipe/stirpipe/models/stir"
 	"github.com/stirpipe/stirpipe/models/zoo"
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 )
 
@@ -87,11 +87,11 @@ func TestRerankWorkersRefuseAnotherModel(t *testing.T) {
 func TestRerankPipeline(t *testing.T) {
 	ctx := context.Background()
 	dir, out := neighborsRun(t)
-	lists, err := neighbors.Open(ctx, blob.Join(out, NeighborsDir))
+	in, err := lists.Open(ctx, blob.Join(out, NeighborsDir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := lists.ReadAll(ctx)
+	before, err := in.ReadAll(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestRerankPipeline(t *testing.T) {
 		}
 	}
 
-	rd, err := neighbors.Open(ctx, blob.Join(out, RerankedDir))
+	rd, err := lists.Open(ctx, blob.Join(out, RerankedDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestRerankPipeline(t *testing.T) {
 		}
 		return x
 	}
-	byID := map[string]neighbors.Record{}
+	byID := map[string]lists.Record{}
 	for _, r := range after {
 		byID[r.QueryID] = r
 	}

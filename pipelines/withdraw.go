@@ -6,7 +6,7 @@ import (
 
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 )
 
 // Markers are the files whose presence says an output under a run's directory is complete:
@@ -17,8 +17,8 @@ type Markers struct{ Embeddings, Neighbors, Reranked, Metrics string }
 func MarkersOf(output string) Markers {
 	return Markers{
 		Embeddings: blob.Join(output, EmbeddingsDir, embeddings.ManifestFile),
-		Neighbors:  blob.Join(output, NeighborsDir, neighbors.ManifestFile),
-		Reranked:   blob.Join(output, RerankedDir, neighbors.ManifestFile),
+		Neighbors:  blob.Join(output, NeighborsDir, lists.ManifestFile),
+		Reranked:   blob.Join(output, RerankedDir, lists.ManifestFile),
 		Metrics:    blob.Join(output, MetricsFile),
 	}
 }

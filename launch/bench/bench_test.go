@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stirpipe/stirpipe/models/embedder"
+	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
@@ -194,7 +194,7 @@ func TestLoops(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := embedConfig{modelRun: modelRun{Threads: 1, InterOp: 1, GraphOpt: "all"}, MaxMP: 40, MaxFileMB: 64}
-	e, err := embedder.Open(m, c.runtime())
+	e, err := imagemodel.OpenEmbedder(m, c.runtime())
 	if err != nil {
 		t.Fatal(err)
 	}

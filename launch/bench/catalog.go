@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/stirpipe/stirpipe/schemas/synth"
+	"github.com/stirpipe/stirpipe/models/synth"
 )
 
 // viewsPerProduct fixes the views of every generated product, so the catalog has exactly

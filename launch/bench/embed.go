@@ -9,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/stirpipe/stirpipe/models/embedder"
 	"github.com/stirpipe/stirpipe/models/imageio"
+	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 )
@@ -102,7 +102,7 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 		return nil, err
 	}
 	res.ORTVersion = ort.Version()
-	e, err := embedder.Open(m, c.runtime())
+	e, err := imagemodel.OpenEmbedder(m, c.runtime())
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,7 @@
 //
 //	bench embed --model models/zoo/vits16/embedder.json --images 512 --size 500 --work out/bench
 //
-// The embed benchmark generates a synthetic JPEG catalog once (schemas/synth, reused while
+// The embed benchmark generates a synthetic JPEG catalog once (models/synth, reused while
 // its options stay the same), builds the stir program, and then alternates, --reps times:
 //
 //   - the real embed pipeline as a child process (stir embed on prism), timed from process

@@ -28,7 +28,7 @@ import (
 	"github.com/stirpipe/stirpipe/pipelines"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 )
 
 // neighborsConfig holds the neighbours benchmark's flags.
@@ -960,12 +960,12 @@ func runStage(ctx context.Context, c neighborsConfig, bin, emb string, log io.Wr
 
 // compare checks the stage's lists against the engine's SearchSelf lists, every query.
 func (st *stageRun) compare(ctx context.Context, self [][]knn.Neighbor) error {
-	r, err := neighbors.Open(ctx, filepath.Join(st.Output, pipelines.NeighborsDir))
+	r, err := lists.Open(ctx, filepath.Join(st.Output, pipelines.NeighborsDir))
 	if err != nil {
 		return err
 	}
 	seen := make([]bool, len(self))
-	err = r.Each(ctx, func(rec neighbors.Record) error {
+	err = r.Each(ctx, func(rec lists.Record) error {
 		q, err := parseRowID(rec.QueryID)
 		if err != nil || q >= len(self) {
 			return fmt.Errorf("stage output: query %q is not a benchmark row", rec.QueryID)

@@ -17,7 +17,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/pairwise"
 	"github.com/stirpipe/stirpipe/pipelines"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 )
 
 // rerankConfig holds the rerank benchmark's flags.
@@ -251,7 +251,7 @@ func prepareLists(ctx context.Context, c rerankConfig, cat *benchCatalog, bin, l
 	info := listsInfo{Dir: filepath.Join(run, pipelines.NeighborsDir)}
 	stampPath := filepath.Join(run, "bench-lists.json")
 	old, _ := os.ReadFile(stampPath)
-	if _, err := neighbors.ReadManifest(ctx, info.Dir); err == nil && cat.Reused && bytes.Equal(old, stamp) {
+	if _, err := lists.ReadManifest(ctx, info.Dir); err == nil && cat.Reused && bytes.Equal(old, stamp) {
 		info.Reused = true
 		fmt.Fprintf(log, "lists: reusing %s\n", info.Dir)
 		return info, nil
@@ -288,8 +288,8 @@ func prepareLists(ctx context.Context, c rerankConfig, cat *benchCatalog, bin, l
 }
 
 // readLists reads every list of a neighbours directory, in file order.
-func readLists(ctx context.Context, dir string) ([]neighbors.Record, error) {
-	r, err := neighbors.Open(ctx, dir)
+func readLists(ctx context.Context, dir string) ([]lists.Record, error) {
+	r, err := lists.Open(ctx, dir)
 	if err != nil {
 		return nil, err
 	}

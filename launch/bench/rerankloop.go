@@ -9,9 +9,9 @@ import (
 
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/manifest"
-	stir "github.com/stirpipe/stirpipe/models/rerank"
+	"github.com/stirpipe/stirpipe/models/stir"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 )
 
 // scoreFunc scores n (query, candidate) pairs, as pairwise.Scorer.Score.
@@ -46,7 +46,7 @@ func (ps *pairSet) NumImages() int { return ps.images }
 // query, in list order, and decodes the catalog's images once (decodeAll). Batches pack
 // whole queries greedily up to batchPairs pairs, as the rerank stage does (one query's
 // pairs never straddle two passes).
-func preparePairs(ctx context.Context, recs []neighbors.Record, catalogPath string, m *manifest.Manifest, lim imageio.Limits, topN, batchPairs int) (*pairSet, error) {
+func preparePairs(ctx context.Context, recs []lists.Record, catalogPath string, m *manifest.Manifest, lim imageio.Limits, topN, batchPairs int) (*pairSet, error) {
 	cat, err := catalog.Load(ctx, catalogPath, catalog.Options{Root: dirOf(catalogPath)})
 	if err != nil {
 		return nil, err

@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/stirpipe/stirpipe/schemas/synth"
+	"github.com/stirpipe/stirpipe/models/synth"
 )
 
 func synthFlags(fs *flag.FlagSet) func(context.Context) error {

@@ -1,7 +1,7 @@
 // Package pairwise runs the STIR pairwise model (method.md §1): a query image and a
 // candidate image go through one ViT together, and the model's logit says how likely the
 // pair is to show DIFFERENT products. Score returns sigmoid(logit) in [0, 1], used as a
-// distance by the reranker (models/rerank): lower means more similar.
+// distance by the reranker (models/stir): lower means more similar.
 package pairwise
 
 import (
@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/stirpipe/stirpipe/models/embedder"
+	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 )
@@ -17,7 +17,7 @@ import (
 // Scorer scores (query, candidate) pairs. It shares one ONNX Runtime session per model
 // and options in the process; Score is safe for concurrent use.
 type Scorer struct {
-	m *embedder.Embedder
+	m *imagemodel.Model
 }
 
 // Open checks that m describes a pairwise model and that its graph matches it (two image
@@ -26,7 +26,7 @@ func Open(m *manifest.Manifest, opts ort.Options) (*Scorer, error) {
 	if err := checkKind(m); err != nil {
 		return nil, err
 	}
-	e, err := embedder.OpenAny(m, opts)
+	e, err := imagemodel.Open(m, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -34,12 +34,12 @@ func Open(m *manifest.Manifest, opts ort.Options) (*Scorer, error) {
 }
 
 // Verify makes Open's checks without creating the session and returns the ONNX file's
-// SHA-256 (embedder.Verify): the preflight of a job whose workers score pairs later.
+// SHA-256 (imagemodel.Verify): the preflight of a job whose workers score pairs later.
 func Verify(m *manifest.Manifest, opts ort.Options) (sha256 string, err error) {
 	if err := checkKind(m); err != nil {
 		return "", err
 	}
-	return embedder.VerifyAny(m, opts)
+	return imagemodel.Verify(m, opts)
 }
 
 func checkKind(m *manifest.Manifest) error {

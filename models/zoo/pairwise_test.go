@@ -8,13 +8,13 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/stirpipe/stirpipe/models/embedder"
 	"github.com/stirpipe/stirpipe/models/imageio"
+	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/pairwise"
 	"github.com/stirpipe/stirpipe/models/preprocess"
-	"github.com/stirpipe/stirpipe/models/rerank"
+	"github.com/stirpipe/stirpipe/models/stir"
 )
 
 // Tolerances of the pairwise golden comparisons.
@@ -29,7 +29,7 @@ const (
 	// (which moves by up to 1.8e-3 on our path, maxDistDiffOurs), to the logit (measured:
 	// scores 1.2e-3, logits 1.9e-2; the ConcatSiamese alone moved 2.0e-4 and 1.0e-3).
 	maxScoreDiffOurs = 3e-3
-	// Reranked distances vs OML's (float64 in numpy, float32 in models/rerank; measured 2.4e-8
+	// Reranked distances vs OML's (float64 in numpy, float32 in models/stir; measured 2.4e-8
 	// on torch's scores, 1.3e-7 on ONNX Runtime's for PIL's crops).
 	maxRerankedDistDiff = 1e-5
 	// The reranked head's distances are its scores, scaled by tail/last-score ≤ 1 when
@@ -129,7 +129,7 @@ func scorePairs(t *testing.T, m *manifest.Manifest, g *PairwiseGolden, xs [][]fl
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := embedder.OpenAny(m, ort.Options{IntraOpThreads: 1})
+	raw, err := imagemodel.Open(m, ort.Options{IntraOpThreads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,11 +176,11 @@ func TestPairwiseGoldenRuntime(t *testing.T) {
 	t.Logf("%d queries on these scores: same reranked ids, max reranked distance diff %.3g", len(g.Queries), worst)
 }
 
-// rerankQuery applies models/rerank to a golden query's neighbour list, with scores
+// rerankQuery applies models/stir to a golden query's neighbour list, with scores
 // aligned with g.Pairs. IDs are image indices; the unstored next neighbour, if any, is "tail".
-func rerankQuery(t *testing.T, g *PairwiseGolden, q GoldenQuery, scores []float32) rerank.Result {
+func rerankQuery(t *testing.T, g *PairwiseGolden, q GoldenQuery, scores []float32) stir.Result {
 	t.Helper()
-	l := rerank.List{}
+	l := stir.List{}
 	for i, r := range q.Retrieved {
 		l.IDs = append(l.IDs, strconv.Itoa(r))
 		l.Distances = append(l.Distances, float32(q.Distances[i]))
@@ -189,11 +189,11 @@ func rerankQuery(t *testing.T, g *PairwiseGolden, q GoldenQuery, scores []float3
 		l.IDs = append(l.IDs, "tail")
 		l.Distances = append(l.Distances, float32(*q.TailDistance))
 	}
-	h := rerank.Head(len(l.IDs), g.TopN)
+	h := stir.Head(len(l.IDs), g.TopN)
 	if h > len(q.Retrieved) {
 		t.Fatalf("query %d: head of %d but %d stored neighbours", q.Query, h, len(q.Retrieved))
 	}
-	res, err := rerank.Apply(l, headScores(t, g, q, scores)[:h], g.TopN)
+	res, err := stir.Apply(l, headScores(t, g, q, scores)[:h], g.TopN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func headScores(t *testing.T, g *PairwiseGolden, q GoldenQuery, scores []float32
 
 // checkReranking compares a reranked list with the golden one: same ids, distances within
 // tol. It returns the largest distance difference.
-func checkReranking(t *testing.T, q GoldenQuery, res rerank.Result, tol float64) float64 {
+func checkReranking(t *testing.T, q GoldenQuery, res stir.Result, tol float64) float64 {
 	t.Helper()
 	want := make([]string, len(q.Reranked))
 	for i, r := range q.Reranked {
@@ -257,7 +257,7 @@ func rerankAll(t *testing.T, g *PairwiseGolden, scores []float32, tol float64) f
 	return worst
 }
 
-// TestPairwiseGoldenRerankFormula checks models/rerank against OML's reranker on torch's
+// TestPairwiseGoldenRerankFormula checks models/stir against OML's reranker on torch's
 // own scores.
 func TestPairwiseGoldenRerankFormula(t *testing.T) {
 	_, _, g := stirTiny(t)

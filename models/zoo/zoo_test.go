@@ -13,8 +13,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stirpipe/stirpipe/models/embedder"
 	"github.com/stirpipe/stirpipe/models/imageio"
+	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/preprocess"
@@ -301,7 +301,7 @@ func TestGoldenPreprocessing(t *testing.T) {
 // embed runs the tiny embedder over tensors, one batch.
 func embed(t *testing.T, m *manifest.Manifest, xs [][]float32) [][]float32 {
 	t.Helper()
-	e, err := embedder.Open(m, ort.Options{IntraOpThreads: 1})
+	e, err := imagemodel.OpenEmbedder(m, ort.Options{IntraOpThreads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

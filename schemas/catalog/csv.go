@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -128,4 +130,55 @@ func parseCSV(cr *csv.Reader, ps *problems, pass csvPass) (parsed, error) {
 		return parsed{hasIDs: b.l.has(cID)}, nil // a piece: the whole-file checks ran at the scan
 	}
 	return b.finish(nrows), nil
+}
+
+// CSVHeader is the column order WriteCSV writes: OML's dataframe columns.
+var CSVHeader = []string{ColLabel, ColPath, ColSplit, ColIsQuery, ColIsGallery, ColCategory, ColX1, ColX2, ColY1, ColY2, ColSequence}
+
+// WriteCSV writes rows as an OML catalog that Parse reads back: a header (CSVHeader, and an
+// `id` column last when ids is set), then one line per row. Booleans are written True/False
+// as pandas does; a train row with neither role leaves is_query and is_gallery empty; a row
+// without a box leaves x_1 … y_2 empty. Row.Line is not written.
+func WriteCSV(w io.Writer, rows []Row, ids bool) error {
+	cw := csv.NewWriter(w)
+	header := CSVHeader
+	if ids {
+		header = append(slices.Clone(header), ColID)
+	}
+	if err := cw.Write(header); err != nil {
+		return fmt.Errorf("catalog: writing the header: %w", err)
+	}
+	rec := make([]string, len(header))
+	for i, r := range rows {
+		clear(rec)
+		rec[0], rec[1], rec[2] = strconv.FormatInt(r.Label, 10), r.Path, r.Split
+		if r.IsValidation() || r.IsQuery || r.IsGallery {
+			rec[3], rec[4] = pyBool(r.IsQuery), pyBool(r.IsGallery)
+		}
+		rec[5] = r.Category
+		if r.HasBox {
+			rec[6], rec[7] = strconv.FormatInt(r.X1, 10), strconv.FormatInt(r.X2, 10)
+			rec[8], rec[9] = strconv.FormatInt(r.Y1, 10), strconv.FormatInt(r.Y2, 10)
+		}
+		rec[10] = r.Sequence
+		if ids {
+			rec[11] = r.ID
+		}
+		if err := cw.Write(rec); err != nil {
+			return fmt.Errorf("catalog: writing row %d (label %d, %s): %w", i+1, r.Label, r.Path, err)
+		}
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return fmt.Errorf("catalog: writing: %w", err)
+	}
+	return nil
+}
+
+// pyBool spells a boolean as pandas writes it.
+func pyBool(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
 }

@@ -2,9 +2,7 @@ package catalog
 
 import (
 	"bytes"
-	"encoding/csv"
 	"errors"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -113,33 +111,8 @@ func checkInvariants(t *testing.T, cat *Catalog) {
 // writeCSV writes a catalog back in OML's CSV form.
 func writeCSV(t *testing.T, cat *Catalog) string {
 	var b bytes.Buffer
-	w := csv.NewWriter(&b)
-	cols := []string{"label", "path", "split", "is_query", "is_gallery", "category", "sequence", "x_1", "x_2", "y_1", "y_2"}
-	if cat.HasIDs {
-		cols = append(cols, "id")
-	}
-	w.Write(cols)
-	for _, r := range cat.Rows {
-		box := []string{"", "", "", ""}
-		if r.HasBox {
-			box = []string{strconv.FormatInt(r.X1, 10), strconv.FormatInt(r.X2, 10), strconv.FormatInt(r.Y1, 10), strconv.FormatInt(r.Y2, 10)}
-		}
-		rec := append([]string{strconv.FormatInt(r.Label, 10), r.Path, r.Split, pyBool(r.IsQuery), pyBool(r.IsGallery), r.Category, r.Sequence}, box...)
-		if cat.HasIDs {
-			rec = append(rec, r.ID)
-		}
-		w.Write(rec)
-	}
-	w.Flush()
-	if err := w.Error(); err != nil {
+	if err := WriteCSV(&b, cat.Rows, cat.HasIDs); err != nil {
 		t.Fatal(err)
 	}
 	return b.String()
-}
-
-func pyBool(v bool) string {
-	if v {
-		return "True"
-	}
-	return "False"
 }

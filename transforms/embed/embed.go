@@ -15,9 +15,9 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
-	"github.com/stirpipe/stirpipe/models/embedder"
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/imageload"
+	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
@@ -108,7 +108,7 @@ func Embed(s beam.Scope, rows beam.PCollection, cfg Config) (beam.PCollection, b
 type embedFn struct {
 	Config Config
 
-	model   *embedder.Embedder
+	model   *imagemodel.Model
 	images  *imageload.Loader
 	cpu     bool // the session runs on the CPU
 	slot    int  // floats per image
@@ -127,7 +127,7 @@ func (fn *embedFn) Setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fn.model, err = embedder.Open(m, fn.Config.Runtime)
+	fn.model, err = imagemodel.OpenEmbedder(m, fn.Config.Runtime)
 	if err != nil {
 		return err
 	}
@@ -206,7 +206,7 @@ func (fn *embedFn) flush(ctx context.Context, emit func(embeddings.Record), reje
 	batchSize.Update(ctx, int64(len(ok)))
 	for i, row := range ok {
 		if err := fn.model.Check(out[i]); err != nil {
-			if !errors.Is(err, embedder.ErrNonFinite) {
+			if !errors.Is(err, imagemodel.ErrNonFinite) {
 				return fmt.Errorf("embed: %s: %w", row.Path, err)
 			}
 			fn.rejectRow(ctx, rejects.Record{ItemID: row.ID, Path: row.Path, Line: row.Line,

@@ -14,17 +14,17 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 
-	"github.com/stirpipe/stirpipe/models/embedder"
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/imageload"
+	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/preprocess"
+	"github.com/stirpipe/stirpipe/models/synth"
 	"github.com/stirpipe/stirpipe/models/zoo"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
-	"github.com/stirpipe/stirpipe/schemas/synth"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }
@@ -122,7 +122,7 @@ func directEmbeddings(t *testing.T, model, root string, rows []catalog.Row) map[
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := embedder.Open(m, ort.Options{IntraOpThreads: 2})
+	e, err := imagemodel.OpenEmbedder(m, ort.Options{IntraOpThreads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

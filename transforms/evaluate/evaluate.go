@@ -12,13 +12,13 @@ import (
 
 	"github.com/stirpipe/stirpipe/models/metrics"
 	"github.com/stirpipe/stirpipe/schemas/blob"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 )
 
 func init() {
-	register.DoFn3x1[context.Context, string, func(neighbors.Record), error](&readListsFn{})
-	register.Emitter1[neighbors.Record]()
-	register.Combiner3[*metrics.Accumulator, neighbors.Record, *metrics.Accumulator](&scoreFn{})
+	register.DoFn3x1[context.Context, string, func(lists.Record), error](&readListsFn{})
+	register.Emitter1[lists.Record]()
+	register.Combiner3[*metrics.Accumulator, lists.Record, *metrics.Accumulator](&scoreFn{})
 }
 
 // ReadLists reads every record of a neighbours (or reranked) output directory.
@@ -33,8 +33,8 @@ func ReadLists(s beam.Scope, dir string, files []string) beam.PCollection {
 
 type readListsFn struct{}
 
-func (fn *readListsFn) ProcessElement(ctx context.Context, uri string, emit func(neighbors.Record)) error {
-	recs, _, err := neighbors.ReadFile(ctx, uri)
+func (fn *readListsFn) ProcessElement(ctx context.Context, uri string, emit func(lists.Record)) error {
+	recs, _, err := lists.ReadFile(ctx, uri)
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func Score(s beam.Scope, lists beam.PCollection, opts metrics.Options) beam.PCol
 
 // Query turns a neighbour list into the metrics' view of it: relevance of each retrieved
 // item (same label as the query) and the number of relevant gallery items.
-func Query(r neighbors.Record) metrics.Query {
+func Query(r lists.Record) metrics.Query {
 	rel := make([]bool, len(r.NeighborLabels))
 	for i, l := range r.NeighborLabels {
 		rel[i] = l == r.QueryLabel
@@ -71,7 +71,7 @@ func (fn *scoreFn) CreateAccumulator() (*metrics.Accumulator, error) {
 	return metrics.NewAccumulator(fn.Options)
 }
 
-func (fn *scoreFn) AddInput(a *metrics.Accumulator, r neighbors.Record) (*metrics.Accumulator, error) {
+func (fn *scoreFn) AddInput(a *metrics.Accumulator, r lists.Record) (*metrics.Accumulator, error) {
 	if err := a.Add(Query(r)); err != nil {
 		return nil, fmt.Errorf("evaluate: query %s: %w", r.QueryID, err)
 	}

@@ -1,7 +1,7 @@
 // Package rerank is the pipeline's STIR stage: for each query, the first top_n candidates
 // of its neighbour list are scored with the pairwise model, all together in one batched
 // forward pass (several queries share a batch), and the list is rewritten with OML's
-// formula (models/rerank). The catalog rows a query needs (its own and its head's) reach
+// formula (models/stir). The catalog rows a query needs (its own and its head's) reach
 // it through a join, so no worker holds the catalog, whatever its size. Each image is
 // decoded once per bundle (a bounded cache), not once per pair. A query whose head cannot
 // be scored (an item missing from the catalog, an image that vanished or broke since it was
@@ -23,25 +23,25 @@ import (
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/pairwise"
-	stir "github.com/stirpipe/stirpipe/models/rerank"
+	"github.com/stirpipe/stirpipe/models/stir"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 	"github.com/stirpipe/stirpipe/transforms/progress"
 )
 
 func init() {
-	register.DoFn6x1[context.Context, string, func(*neighbors.Record) bool, func(*ItemRow) bool,
-		func(neighbors.Record), func(rejects.Record), error](&rerankFn{})
-	register.DoFn2x0[neighbors.Record, func(string, string)](&headItemsFn{})
-	register.Function1x2[neighbors.Record, string, neighbors.Record](byQuery)
+	register.DoFn6x1[context.Context, string, func(*lists.Record) bool, func(*ItemRow) bool,
+		func(lists.Record), func(rejects.Record), error](&rerankFn{})
+	register.DoFn2x0[lists.Record, func(string, string)](&headItemsFn{})
+	register.Function1x2[lists.Record, string, lists.Record](byQuery)
 	register.Function1x2[catalog.Row, string, catalog.Row](byItem)
 	register.Function4x0[string, func(*string) bool, func(*catalog.Row) bool, func(string, ItemRow)](routeRows)
 	register.Emitter2[string, string]()
 	register.Emitter2[string, ItemRow]()
 	register.Iter1[string]()
 	register.Iter1[catalog.Row]()
-	register.Iter1[neighbors.Record]()
+	register.Iter1[lists.Record]()
 	register.Iter1[ItemRow]()
 }
 
@@ -136,14 +136,14 @@ func Rerank(s beam.Scope, lists, rows beam.PCollection, cfg Config) (beam.PColle
 // headItemsFn emits (item, query) for a query and each of its head candidates.
 type headItemsFn struct{ TopN int }
 
-func (fn *headItemsFn) ProcessElement(rec neighbors.Record, emit func(string, string)) {
+func (fn *headItemsFn) ProcessElement(rec lists.Record, emit func(string, string)) {
 	emit(rec.QueryID, rec.QueryID)
 	for _, id := range rec.NeighborIDs[:stir.Head(len(rec.NeighborIDs), fn.TopN)] {
 		emit(id, rec.QueryID)
 	}
 }
 
-func byQuery(rec neighbors.Record) (string, neighbors.Record) { return rec.QueryID, rec }
+func byQuery(rec lists.Record) (string, lists.Record) { return rec.QueryID, rec }
 
 func byItem(row catalog.Row) (string, catalog.Row) { return row.ID, row }
 
@@ -173,7 +173,7 @@ type rerankFn struct {
 
 // job is a query of the batch being filled.
 type job struct {
-	rec   neighbors.Record
+	rec   lists.Record
 	first int // index of its first pair in the batch
 }
 
@@ -207,15 +207,15 @@ func (fn *rerankFn) Setup(ctx context.Context) error {
 
 // ProcessElement takes a query's list (one, unless the lists repeat a query) and the
 // catalog rows routed to it.
-func (fn *rerankFn) ProcessElement(ctx context.Context, _ string, lists func(*neighbors.Record) bool, items func(*ItemRow) bool,
-	emit func(neighbors.Record), reject func(rejects.Record)) error {
+func (fn *rerankFn) ProcessElement(ctx context.Context, _ string, queries func(*lists.Record) bool, items func(*ItemRow) bool,
+	emit func(lists.Record), reject func(rejects.Record)) error {
 	rows := map[string]ItemRow{}
 	var it ItemRow
 	for items(&it) {
 		rows[it.ID] = it
 	}
-	var rec neighbors.Record
-	for lists(&rec) {
+	var rec lists.Record
+	for queries(&rec) {
 		if err := fn.add(ctx, rec, rows, emit, reject); err != nil {
 			return err
 		}
@@ -227,7 +227,7 @@ func (fn *rerankFn) ProcessElement(ctx context.Context, _ string, lists func(*ne
 // greedily: the batch runs when the next query would overflow BatchPairs (one query's
 // pairs never straddle two passes) or when it is full, so every pass but a bundle's last
 // carries as many pairs as fit.
-func (fn *rerankFn) add(ctx context.Context, rec neighbors.Record, rows map[string]ItemRow, emit func(neighbors.Record), reject func(rejects.Record)) error {
+func (fn *rerankFn) add(ctx context.Context, rec lists.Record, rows map[string]ItemRow, emit func(lists.Record), reject func(rejects.Record)) error {
 	if fn.cache == nil { // a bundle starts
 		fn.cache = newTensorCache(fn.Config.CacheImages)
 	}
@@ -255,7 +255,7 @@ func (fn *rerankFn) add(ctx context.Context, rec neighbors.Record, rows map[stri
 	return nil
 }
 
-func (fn *rerankFn) FinishBundle(ctx context.Context, emit func(neighbors.Record), _ func(rejects.Record)) error {
+func (fn *rerankFn) FinishBundle(ctx context.Context, emit func(lists.Record), _ func(rejects.Record)) error {
 	err := fn.run(ctx, emit)
 	fn.cache = nil
 	return err
@@ -272,7 +272,7 @@ func (fn *rerankFn) Teardown() error {
 func (fn *rerankFn) batched() int { return len(fn.q) / fn.slot }
 
 // run scores the batch's pairs in one forward pass and emits its queries' reranked lists.
-func (fn *rerankFn) run(ctx context.Context, emit func(neighbors.Record)) error {
+func (fn *rerankFn) run(ctx context.Context, emit func(lists.Record)) error {
 	n := fn.batched()
 	var scores []float32
 	if n > 0 {
@@ -304,7 +304,7 @@ func (fn *rerankFn) run(ctx context.Context, emit func(neighbors.Record)) error 
 }
 
 // addPairs appends a query's h head pairs to the batch, or reports why it cannot.
-func (fn *rerankFn) addPairs(ctx context.Context, rec neighbors.Record, h int, rows map[string]ItemRow) (rejects.Record, bool) {
+func (fn *rerankFn) addPairs(ctx context.Context, rec lists.Record, h int, rows map[string]ItemRow) (rejects.Record, bool) {
 	if h == 0 {
 		return rejects.Record{}, true // an empty list: nothing to score
 	}
@@ -370,10 +370,10 @@ func (fn *rerankFn) turn(f func()) {
 }
 
 // apply rewrites one list with its head's scores.
-func apply(rec neighbors.Record, scores []float32, topN int) (neighbors.Record, error) {
+func apply(rec lists.Record, scores []float32, topN int) (lists.Record, error) {
 	res, err := stir.Apply(stir.List{IDs: rec.NeighborIDs, Labels: rec.NeighborLabels, Distances: rec.Distances}, scores, topN)
 	if err != nil {
-		return neighbors.Record{}, fmt.Errorf("rerank query %s: %w", rec.QueryID, err)
+		return lists.Record{}, fmt.Errorf("rerank query %s: %w", rec.QueryID, err)
 	}
 	out := rec
 	out.NeighborIDs, out.NeighborLabels, out.Distances, out.PairScores = res.IDs, res.Labels, res.Distances, res.Scores

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/stirpipe/stirpipe/schemas/catalog"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 )
 
@@ -51,19 +51,19 @@ func TestBatchesPackWholeQueries(t *testing.T) {
 			for i := range 100 {
 				fn.cache.put(img(i), []float32{float32(i), float32(i)})
 			}
-			var recs []neighbors.Record
+			var recs []lists.Record
 			for j, n := range tt.lens {
-				r := neighbors.Record{QueryID: img(10 * (j + 1))}
+				r := lists.Record{QueryID: img(10 * (j + 1))}
 				for k := range n {
 					r.NeighborIDs = append(r.NeighborIDs, img(k+1))
 					r.Distances = append(r.Distances, float32(k+1))
 				}
 				recs = append(recs, r)
 			}
-			var out []neighbors.Record
-			emit := func(r neighbors.Record) { out = append(out, r) }
+			var out []lists.Record
+			emit := func(r lists.Record) { out = append(out, r) }
 			for _, r := range recs {
-				if err := fn.ProcessElement(ctx, r.QueryID, iter([]neighbors.Record{r}), iter[ItemRow](nil), emit, nil); err != nil {
+				if err := fn.ProcessElement(ctx, r.QueryID, iter([]lists.Record{r}), iter[ItemRow](nil), emit, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -136,18 +136,18 @@ func TestUnknownItemKeepsList(t *testing.T) {
 	fn.cache = newTensorCache(10)
 	fn.cache.put("q", []float32{1})
 	fn.cache.put("a", []float32{2})
-	rec := neighbors.Record{QueryID: "q", NeighborIDs: []string{"a", "gone", "b"}, Distances: []float32{0.1, 0.2, 0.3}}
+	rec := lists.Record{QueryID: "q", NeighborIDs: []string{"a", "gone", "b"}, Distances: []float32{0.1, 0.2, 0.3}}
 	items := []ItemRow{
 		{ID: "q", Found: true, Row: catalog.Row{ID: "q", Path: "q.jpg", Line: 7}},
 		{ID: "a", Found: true},
 		{ID: "gone"},
 	}
-	var out []neighbors.Record
+	var out []lists.Record
 	var rejs []rejects.Record
-	err := fn.ProcessElement(context.Background(), "q", iter([]neighbors.Record{rec}), iter(items),
-		func(r neighbors.Record) { out = append(out, r) }, func(r rejects.Record) { rejs = append(rejs, r) })
+	err := fn.ProcessElement(context.Background(), "q", iter([]lists.Record{rec}), iter(items),
+		func(r lists.Record) { out = append(out, r) }, func(r rejects.Record) { rejs = append(rejs, r) })
 	if err == nil {
-		err = fn.FinishBundle(context.Background(), func(r neighbors.Record) { out = append(out, r) }, nil)
+		err = fn.FinishBundle(context.Background(), func(r lists.Record) { out = append(out, r) }, nil)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -17,13 +17,13 @@ import (
 
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 )
 
 func init() {
 	registerKind[embeddingFiles, embeddings.Record, embeddings.Provenance]()
-	registerKind[listFiles, neighbors.Record, neighbors.Provenance]()
+	registerKind[listFiles, lists.Record, lists.Provenance]()
 	register.DoFn3x1[context.Context, []byte, func(*rejects.Record) bool, error](&writeRejectsFn{})
 	register.Emitter1[embeddings.ShardInfo]()
 	register.Iter1[*embeddings.ShardInfo]()
@@ -62,7 +62,7 @@ func Embeddings(s beam.Scope, recs beam.PCollection, dir string, shards int, pro
 // Lists writes neighbour-list records under dir as `files` files of format ext (a query's
 // file is a hash of its id), then dir/_manifest.json; part files of an earlier run that the
 // manifest does not list are removed.
-func Lists(s beam.Scope, recs beam.PCollection, dir string, files int, ext string, prov neighbors.Provenance) {
+func Lists(s beam.Scope, recs beam.PCollection, dir string, files int, ext string, prov lists.Provenance) {
 	write[listFiles](s.Scope("WriteLists"), listFiles{Ext: ext}, recs, dir, files, prov)
 }
 
@@ -140,20 +140,20 @@ func (embeddingFiles) writeManifest(ctx context.Context, dir string, prov embedd
 // listFiles are neighbour-list files of one format.
 type listFiles struct{ Ext string }
 
-func (listFiles) id(r *neighbors.Record) string { return r.QueryID }
-func (k listFiles) shardName(i, n int) string   { return neighbors.ShardName(i, n, k.Ext) }
-func (listFiles) writeShard(ctx context.Context, uri string, recs []neighbors.Record, prov neighbors.Provenance) (neighbors.ShardInfo, error) {
-	return neighbors.WriteFile(ctx, uri, recs, prov)
+func (listFiles) id(r *lists.Record) string   { return r.QueryID }
+func (k listFiles) shardName(i, n int) string { return lists.ShardName(i, n, k.Ext) }
+func (listFiles) writeShard(ctx context.Context, uri string, recs []lists.Record, prov lists.Provenance) (lists.ShardInfo, error) {
+	return lists.WriteFile(ctx, uri, recs, prov)
 }
-func (listFiles) writeManifest(ctx context.Context, dir string, prov neighbors.Provenance, shards []neighbors.ShardInfo) error {
+func (listFiles) writeManifest(ctx context.Context, dir string, prov lists.Provenance, shards []lists.ShardInfo) error {
 	return ListsManifest(ctx, dir, prov, shards)
 }
 
 // ListsManifest writes the manifest of a neighbour-list output from its files, then
 // removes the part files of an earlier run that it does not list.
-func ListsManifest(ctx context.Context, dir string, prov neighbors.Provenance, infos []neighbors.ShardInfo) error {
-	m := neighbors.NewManifest(prov, infos)
-	if err := neighbors.WriteManifest(ctx, dir, m); err != nil {
+func ListsManifest(ctx context.Context, dir string, prov lists.Provenance, infos []lists.ShardInfo) error {
+	m := lists.NewManifest(prov, infos)
+	if err := lists.WriteManifest(ctx, dir, m); err != nil {
 		return err
 	}
 	return removeStale(ctx, dir, m.Shards)

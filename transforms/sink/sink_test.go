@@ -14,7 +14,7 @@ import (
 
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }
@@ -31,23 +31,23 @@ func TestShardsAndManifest(t *testing.T) {
 		}
 	}
 	var embs []embeddings.Record
-	var lists []neighbors.Record
+	var recs []lists.Record
 	for i := range 40 {
 		id := fmt.Sprintf("item-%03d", i)
 		row := catalog.Row{ID: id, Line: int64(i + 2), Label: int64(i / 4), Path: id + ".jpg", Split: catalog.SplitValidation, IsQuery: true, IsGallery: true}
 		embs = append(embs, embeddings.Record{Row: row, Embedding: []float32{float32(i), 1, -1}})
-		lists = append(lists, neighbors.Record{QueryID: id, QueryLabel: row.Label, NRelevant: 1,
+		recs = append(recs, lists.Record{QueryID: id, QueryLabel: row.Label, NRelevant: 1,
 			NeighborIDs: []string{"g"}, NeighborLabels: []int64{row.Label}, Distances: []float32{0.5}})
 	}
 	embProv := embeddings.Provenance{ModelName: "m", ModelSHA256: strings.Repeat("ab", 32), Dim: 3, Distance: "euclidean",
 		Preprocess: "{}", CatalogURI: "c.csv", CatalogSnapshot: "sha256:" + strings.Repeat("0f", 32), Producer: "sink_test"}
-	listProv := neighbors.Provenance{Stage: neighbors.StageNeighbors, EmbeddingsURI: embDir, EmbeddingsSnapshot: strings.Repeat("5e", 32),
+	listProv := lists.Provenance{Stage: lists.StageNeighbors, EmbeddingsURI: embDir, EmbeddingsSnapshot: strings.Repeat("5e", 32),
 		CatalogURI: "c.csv", CatalogSnapshot: "sha256:" + strings.Repeat("0f", 32), ModelName: "m", ModelSHA256: strings.Repeat("ab", 32),
 		K: 1, Distance: "euclidean", Engine: "exact", ShardSize: 10, Producer: "sink_test"}
 
 	p, s := beam.NewPipelineWithRoot()
 	Embeddings(s, beam.CreateList(s, embs), embDir, 3, embProv)
-	Lists(s, beam.CreateList(s, lists), listDir, 2, neighbors.ExtArrow, listProv)
+	Lists(s, beam.CreateList(s, recs), listDir, 2, lists.ExtArrow, listProv)
 	if err := ptest.Run(p); err != nil {
 		t.Fatal(err)
 	}
@@ -73,20 +73,20 @@ func TestShardsAndManifest(t *testing.T) {
 	if err != nil || len(gotEmb) != len(embs) || er.Manifest().Provenance != embProv {
 		t.Fatalf("embeddings read back: %d records, %v, provenance %+v", len(gotEmb), err, er.Manifest().Provenance)
 	}
-	lr, err := neighbors.Open(ctx, listDir)
+	lr, err := lists.Open(ctx, listDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gotLists, err := lr.ReadAll(ctx)
-	if err != nil || len(gotLists) != len(lists) || len(lr.Manifest().Shards) != 2 {
-		t.Fatalf("lists read back: %d records in %d files, %v", len(gotLists), len(lr.Manifest().Shards), err)
+	if err != nil || len(gotLists) != len(recs) || len(lr.Manifest().Shards) != 2 {
+		t.Fatalf("recs read back: %d records in %d files, %v", len(gotLists), len(lr.Manifest().Shards), err)
 	}
 	var ids []string
 	for _, r := range gotLists {
 		ids = append(ids, r.QueryID)
 	}
 	slices.Sort(ids)
-	if len(slices.Compact(ids)) != len(lists) {
+	if len(slices.Compact(ids)) != len(recs) {
 		t.Errorf("a list was written twice: %v", ids)
 	}
 	for _, stale := range []string{filepath.Join(embDir, "part-00009-of-00010.parquet"), filepath.Join(listDir, "part-00009-of-00010.arrow")} {

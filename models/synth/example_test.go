@@ -5,7 +5,7 @@ import (
 	"log"
 	"os"
 
-	"github.com/stirpipe/stirpipe/schemas/synth"
+	"github.com/stirpipe/stirpipe/models/synth"
 )
 
 func ExampleGenerate() {

@@ -1,4 +1,4 @@
-// Package search is the pipeline's neighbours stage: exact top-k neighbour lists for every
+// Package neighbors is the pipeline's neighbours stage: exact top-k neighbour lists for every
 // query, computed over a gallery cut into shards so that no worker holds more than one
 // gallery shard and a query tile, whatever the catalog's size.
 //
@@ -7,7 +7,7 @@
 // tile (the shard's top-k and its count of relevant items). A tile's partials are then
 // merged into the tile's final file, ordered by (distance, neighbour id), and a manifest is
 // written last. Beam moves only small keys; the lists travel through storage.
-package search
+package neighbors
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 	"github.com/stirpipe/stirpipe/transforms/progress"
 	"github.com/stirpipe/stirpipe/transforms/sink"
@@ -32,12 +32,12 @@ import (
 
 func init() {
 	register.DoFn4x1[context.Context, int, func(int, int), func(rejects.Record), error](&searchShardFn{})
-	register.DoFn4x1[context.Context, int, func(*int) bool, func(neighbors.ShardInfo), error](&mergeTileFn{})
-	register.DoFn3x1[context.Context, []byte, func(*neighbors.ShardInfo) bool, error](&writeManifestFn{})
+	register.DoFn4x1[context.Context, int, func(*int) bool, func(lists.ShardInfo), error](&mergeTileFn{})
+	register.DoFn3x1[context.Context, []byte, func(*lists.ShardInfo) bool, error](&writeManifestFn{})
 	register.Emitter2[int, int]()
-	register.Emitter1[neighbors.ShardInfo]()
+	register.Emitter1[lists.ShardInfo]()
 	register.Iter1[*int]()
-	register.Iter1[*neighbors.ShardInfo]()
+	register.Iter1[*lists.ShardInfo]()
 }
 
 // Stage is the stage name of this transform's rejects, and the namespace of its metrics.
@@ -62,7 +62,7 @@ type Config struct {
 	Embeddings string
 	// Output is the neighbours output directory.
 	Output string
-	// Ext is the file format: neighbors.ExtParquet or neighbors.ExtArrow.
+	// Ext is the file format: lists.ExtParquet or lists.ExtArrow.
 	Ext string
 	// Engine configures the exact search (K, normalisation, exclusions, threads, provider).
 	Engine knn.Options
@@ -75,7 +75,7 @@ type Config struct {
 	// Plan counts the roles of the embeddings' rows (PlanFor).
 	Plan Plan
 	// Provenance is written into every output file.
-	Provenance neighbors.Provenance
+	Provenance lists.Provenance
 	// Progress turns on progress lines (local runs).
 	Progress bool
 }
@@ -141,8 +141,8 @@ func (c Config) Validate() error {
 	if k := int64(c.Engine.K); k > c.Plan.Galleries && c.Plan.Galleries > 0 {
 		errs = append(errs, fmt.Errorf("k = %d is larger than the gallery (%d rows): choose k ≤ %d", k, c.Plan.Galleries, c.Plan.Galleries))
 	}
-	if c.Ext != neighbors.ExtParquet && c.Ext != neighbors.ExtArrow {
-		errs = append(errs, fmt.Errorf("format must be %s or %s, got %q", neighbors.ExtParquet, neighbors.ExtArrow, c.Ext))
+	if c.Ext != lists.ExtParquet && c.Ext != lists.ExtArrow {
+		errs = append(errs, fmt.Errorf("format must be %s or %s, got %q", lists.ExtParquet, lists.ExtArrow, c.Ext))
 	}
 	return errors.Join(errs...)
 }
@@ -216,7 +216,7 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 	// The engine's score buffers are not needed between shards (nor while tiles merge).
 	defer fn.engine.FreeBuffers()
 	prov := cfg.Provenance
-	prov.Stage = neighbors.StagePartial
+	prov.Stage = lists.StagePartial
 	nt, ns := cfg.Tiles(), cfg.Shards()
 	dim := r.Manifest().Provenance.Dim
 
@@ -231,8 +231,8 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 		if err != nil {
 			return err
 		}
-		uri := neighbors.PartialURI(cfg.Output, t, nt, s, ns, cfg.Ext)
-		if _, err := neighbors.WriteFile(ctx, uri, recs, prov); err != nil {
+		uri := lists.PartialURI(cfg.Output, t, nt, s, ns, cfg.Ext)
+		if _, err := lists.WriteFile(ctx, uri, recs, prov); err != nil {
 			return err
 		}
 		queriesSearched.Inc(ctx, 1)
@@ -345,27 +345,27 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 }
 
 // searchTile finds each query's top-k in the shard and counts its relevant shard rows.
-func (fn *searchShardFn) searchTile(tile *queryTile, g *shard) ([]neighbors.Record, error) {
+func (fn *searchShardFn) searchTile(tile *queryTile, g *shard) ([]lists.Record, error) {
 	n := len(tile.rows)
 	q := knn.Query{Dim: tile.dim, IDs: make([]string, n), Sequences: make([]string, n), Vectors: tile.vectors}
 	for i, row := range tile.rows {
 		q.IDs[i], q.Sequences[i] = row.ID, row.Sequence
 	}
-	var lists [][]knn.Neighbor
+	var found [][]knn.Neighbor
 	if n > 0 && len(g.IDs) > 0 {
 		var err error
-		if lists, err = fn.engine.SearchIndex(q, g.index); err != nil {
+		if found, err = fn.engine.SearchIndex(q, g.index); err != nil {
 			return nil, fmt.Errorf("neighbors: %w", err)
 		}
 	}
-	out := make([]neighbors.Record, n)
+	out := make([]lists.Record, n)
 	for i, row := range tile.rows {
-		o := neighbors.Record{QueryID: row.ID, QueryLabel: row.Label, QueryCategory: row.Category, QuerySequence: row.Sequence,
+		o := lists.Record{QueryID: row.ID, QueryLabel: row.Label, QueryCategory: row.Category, QuerySequence: row.Sequence,
 			NRelevant: g.relevant.Count(row.ID, row.Label, row.Sequence)}
-		if lists != nil {
-			m := len(lists[i])
+		if found != nil {
+			m := len(found[i])
 			o.NeighborIDs, o.NeighborLabels, o.Distances = make([]string, m), make([]int64, m), make([]float32, m)
-			for j, nb := range lists[i] {
+			for j, nb := range found[i] {
 				o.NeighborIDs[j], o.NeighborLabels[j], o.Distances[j] = g.IDs[nb.Index], g.Labels[nb.Index], nb.Dist
 			}
 		}
@@ -382,7 +382,7 @@ func rejectVector(ctx context.Context, rec embeddings.Record, reason string, rej
 
 type mergeTileFn struct{ Config Config }
 
-func (fn *mergeTileFn) ProcessElement(ctx context.Context, t int, shards func(*int) bool, emit func(neighbors.ShardInfo)) error {
+func (fn *mergeTileFn) ProcessElement(ctx context.Context, t int, shards func(*int) bool, emit func(lists.ShardInfo)) error {
 	ort.MemoryTurn.Lock()
 	defer ort.MemoryTurn.Unlock()
 	defer ort.LimitMemory(fn.Config.MemoryLimit())()
@@ -398,9 +398,9 @@ func (fn *mergeTileFn) ProcessElement(ctx context.Context, t int, shards func(*i
 		if !seen[i] {
 			return fmt.Errorf("neighbors: tile %d has no partial list from gallery shard %d", t, i)
 		}
-		partials[i] = neighbors.PartialURI(cfg.Output, t, nt, i, ns, cfg.Ext)
+		partials[i] = lists.PartialURI(cfg.Output, t, nt, i, ns, cfg.Ext)
 	}
-	info, err := neighbors.MergeFiles(ctx, blob.Join(cfg.Output, neighbors.ShardName(t, nt, cfg.Ext)), partials, cfg.Provenance)
+	info, err := lists.MergeFiles(ctx, blob.Join(cfg.Output, lists.ShardName(t, nt, cfg.Ext)), partials, cfg.Provenance)
 	if err != nil {
 		return err
 	}
@@ -410,15 +410,15 @@ func (fn *mergeTileFn) ProcessElement(ctx context.Context, t int, shards func(*i
 
 type writeManifestFn struct{ Config Config }
 
-func (fn *writeManifestFn) ProcessElement(ctx context.Context, _ []byte, iter func(*neighbors.ShardInfo) bool) error {
+func (fn *writeManifestFn) ProcessElement(ctx context.Context, _ []byte, iter func(*lists.ShardInfo) bool) error {
 	cfg := fn.Config
-	var infos []neighbors.ShardInfo
-	var info neighbors.ShardInfo
+	var infos []lists.ShardInfo
+	var info lists.ShardInfo
 	for iter(&info) {
 		infos = append(infos, info)
 	}
 	if err := sink.ListsManifest(ctx, cfg.Output, cfg.Provenance, infos); err != nil {
 		return err
 	}
-	return neighbors.RemoveTmp(ctx, cfg.Output)
+	return lists.RemoveTmp(ctx, cfg.Output)
 }

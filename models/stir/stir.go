@@ -1,8 +1,8 @@
-// Package rerank rewrites a query's neighbour list with pairwise scores, with the semantics
+// Package stir rewrites a query's neighbour list with pairwise scores, with the semantics
 // of OML's PairwiseReranker (method.md §4): the first topN candidates are reordered by their
 // STIR scores, which become their distances, rescaled when needed so the list stays sorted
 // and keeps its length; the tail is untouched.
-package rerank
+package stir
 
 import (
 	"fmt"

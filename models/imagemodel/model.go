@@ -1,12 +1,12 @@
-// Package embedder turns batches of preprocessed images into embeddings with an ONNX model
-// described by a manifest (models/manifest). It also runs the STIR pairwise model, whose
-// graph takes two image batches (models/pairwise wraps it).
+// Package imagemodel runs an ONNX model over batches of preprocessed images, described by
+// a manifest (models/manifest): the embedder, whose output is one embedding per image, or
+// the STIR pairwise model, whose graph takes two image batches (models/pairwise wraps it).
 //
-// Open checks the manifest against the graph's real input and output shapes before any
-// image is read, and shares one ONNX Runtime session per model and options across every
-// Embedder of the process (models/ort Acquire/Release): a DoFn opens its Embedder in Setup
-// and closes it in Teardown. Embed is safe for concurrent use.
-package embedder
+// OpenEmbedder and Open check the manifest against the graph's real input and output
+// shapes before any image is read, and share one ONNX Runtime session per model and
+// options across every Model of the process (models/ort Acquire/Release): a DoFn opens its
+// Model in Setup and closes it in Teardown. Embed is safe for concurrent use.
+package imagemodel
 
 import (
 	"errors"
@@ -25,8 +25,8 @@ import (
 // model normalises its outputs.
 const NormTolerance = 1e-3
 
-// Embedder runs one embedding model.
-type Embedder struct {
+// Model runs one image model: an embedder, or a pairwise model.
+type Model struct {
 	m          manifest.Manifest
 	s          *ort.Session
 	dim        int
@@ -38,39 +38,39 @@ type Embedder struct {
 	closed  atomic.Bool
 }
 
-// Open validates m, acquires the shared session for its model and checks the graph against
-// m: the input is float32 [batch,3,crop_size,crop_size] and the output float32 [batch,dim]
+// OpenEmbedder validates m, an embedder's manifest, acquires the shared session for its
+// model and checks the graph against m: the input is float32 [batch,3,crop_size,crop_size] and the output float32 [batch,dim]
 // (-1 = dynamic accepted for every axis; a fixed batch is recorded and enforced by Embed).
 // Every mismatch is reported at once, naming the manifest field and the graph's value. ort.Init
-// must have succeeded. The caller closes the Embedder.
-func Open(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {
+// must have succeeded. The caller closes the Model.
+func OpenEmbedder(m *manifest.Manifest, opts ort.Options) (*Model, error) {
 	if err := validate(m, manifest.KindEmbedder); err != nil {
 		return nil, err
 	}
 	return openModel(m, opts)
 }
 
-// OpenAny is Open for a model of any kind: an embedder, or a pairwise model whose two
+// Open is OpenEmbedder for a model of any kind: an embedder, or a pairwise model whose two
 // inputs are both image batches. Use RunInto to feed every input.
-func OpenAny(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {
+func Open(m *manifest.Manifest, opts ort.Options) (*Model, error) {
 	if err := validate(m, ""); err != nil {
 		return nil, err
 	}
 	return openModel(m, opts)
 }
 
-// Verify makes Open's checks (manifest, graph, session options) without creating the session,
+// VerifyEmbedder makes OpenEmbedder's checks (manifest, graph, session options) without creating the session,
 // whose graph optimisation takes seconds for a large model, and returns the ONNX file's
 // SHA-256: the preflight of a job whose workers open the model later.
-func Verify(m *manifest.Manifest, opts ort.Options) (sha256 string, err error) {
+func VerifyEmbedder(m *manifest.Manifest, opts ort.Options) (sha256 string, err error) {
 	if err := validate(m, manifest.KindEmbedder); err != nil {
 		return "", err
 	}
 	return verifyModel(m, opts)
 }
 
-// VerifyAny is Verify for a model of any kind, as OpenAny.
-func VerifyAny(m *manifest.Manifest, opts ort.Options) (sha256 string, err error) {
+// Verify is VerifyEmbedder for a model of any kind, as Open.
+func Verify(m *manifest.Manifest, opts ort.Options) (sha256 string, err error) {
 	if err := validate(m, ""); err != nil {
 		return "", err
 	}
@@ -80,13 +80,13 @@ func VerifyAny(m *manifest.Manifest, opts ort.Options) (sha256 string, err error
 // validate checks m and, unless kind is empty, its kind.
 func validate(m *manifest.Manifest, kind string) error {
 	if m == nil {
-		return errors.New("embedder: nil manifest")
+		return errors.New("image model: nil manifest")
 	}
 	if err := m.Validate(); err != nil {
-		return fmt.Errorf("embedder: manifest %q: %w", m.Name, err)
+		return fmt.Errorf("image model: manifest %q: %w", m.Name, err)
 	}
 	if kind != "" && m.Kind != kind {
-		return fmt.Errorf("embedder: manifest %q has kind %q, want %q", m.Name, m.Kind, kind)
+		return fmt.Errorf("image model: manifest %q has kind %q, want %q", m.Name, m.Kind, kind)
 	}
 	return nil
 }
@@ -105,7 +105,7 @@ func verifyModel(m *manifest.Manifest, opts ort.Options) (string, error) {
 	return info.SHA256, nil
 }
 
-func openModel(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {
+func openModel(m *manifest.Manifest, opts ort.Options) (*Model, error) {
 	s, err := ort.Acquire(m.Model, m.Inputs, []string{m.Output}, opts)
 	if err != nil {
 		var ge *ort.GraphError
@@ -121,7 +121,7 @@ func openModel(m *manifest.Manifest, opts ort.Options) (*Embedder, error) {
 		_ = ort.Release(s)
 		return nil, mismatch(m, err)
 	}
-	e := &Embedder{
+	e := &Model{
 		m:          cloneManifest(m),
 		s:          s,
 		dim:        m.Dim,
@@ -233,34 +233,34 @@ func dimString(d int64) string {
 }
 
 // Dim returns the embedding dimension.
-func (e *Embedder) Dim() int { return e.dim }
+func (e *Model) Dim() int { return e.dim }
 
 // InputLen returns the number of float32 values per preprocessed image: 3·crop_size².
-func (e *Embedder) InputLen() int { return e.itemLen }
+func (e *Model) InputLen() int { return e.itemLen }
 
 // FixedBatch returns the batch size the graph requires, or 0 when any batch size works.
-func (e *Embedder) FixedBatch() int { return e.fixedBatch }
+func (e *Model) FixedBatch() int { return e.fixedBatch }
 
-// Manifest returns a copy of the manifest the Embedder was opened with.
-func (e *Embedder) Manifest() *manifest.Manifest {
+// Manifest returns a copy of the manifest the Model was opened with.
+func (e *Model) Manifest() *manifest.Manifest {
 	c := cloneManifest(&e.m)
 	return &c
 }
 
 // ModelSHA256 returns the hex SHA-256 of the ONNX file's bytes (computed once per process
 // when the shared session was created), for provenance.
-func (e *Embedder) ModelSHA256() string { return e.s.ModelSHA256() }
+func (e *Model) ModelSHA256() string { return e.s.ModelSHA256() }
 
 // Provider returns the execution provider in use: "cpu" or "cuda".
-func (e *Embedder) Provider() string { return e.s.Provider() }
+func (e *Model) Provider() string { return e.s.Provider() }
 
-// Session returns the shared ONNX Runtime session (owned by the Embedder; do not release it).
-func (e *Embedder) Session() *ort.Session { return e.s }
+// Session returns the shared ONNX Runtime session (owned by the Model; do not release it).
+func (e *Model) Session() *ort.Session { return e.s }
 
 // Embed runs one forward pass over n preprocessed images stored contiguously in batch (each
 // CHW float32 of InputLen values, as models/preprocess produces) and returns n embeddings of
 // Dim values. The rows share one freshly allocated backing array. Safe for concurrent use.
-func (e *Embedder) Embed(batch []float32, n int) ([][]float32, error) {
+func (e *Model) Embed(batch []float32, n int) ([][]float32, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("embedder %q: batch of %d images, want ≥ 1", e.m.Name, n)
 	}
@@ -278,13 +278,13 @@ func (e *Embedder) Embed(batch []float32, n int) ([][]float32, error) {
 // EmbedInto is Embed writing the n×Dim embeddings row-major into dst (len n·Dim), so a
 // caller can reuse its output buffer. Neither batch nor dst is copied: ONNX Runtime reads
 // and writes them in place, so they must not be touched by others during the call.
-func (e *Embedder) EmbedInto(dst, batch []float32, n int) error {
+func (e *Model) EmbedInto(dst, batch []float32, n int) error {
 	return e.RunInto(dst, n, batch)
 }
 
 // RunInto runs one forward pass over n items, with one batch of n preprocessed images per
 // graph input (in manifest order), writing the n×Dim outputs into dst.
-func (e *Embedder) RunInto(dst []float32, n int, batches ...[]float32) error {
+func (e *Model) RunInto(dst []float32, n int, batches ...[]float32) error {
 	if len(batches) != len(e.m.Inputs) {
 		return fmt.Errorf("embedder %q: %d input batches for a model with %d inputs", e.m.Name, len(batches), len(e.m.Inputs))
 	}
@@ -333,7 +333,7 @@ var (
 
 // Check tests one output row: every value finite and, for a model whose manifest says its
 // outputs are normalized, an L2 norm within NormTolerance of 1.
-func (e *Embedder) Check(row []float32) error {
+func (e *Model) Check(row []float32) error {
 	var sq float64
 	for j, v := range row {
 		f := float64(v)
@@ -351,7 +351,7 @@ func (e *Embedder) Check(row []float32) error {
 
 // Close releases the shared session (closed when its last user releases it). Calling it
 // again does nothing; Embed then fails.
-func (e *Embedder) Close() error {
+func (e *Model) Close() error {
 	e.closeMu.Lock()
 	defer e.closeMu.Unlock()
 	if e.closed.Load() {

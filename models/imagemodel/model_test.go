@@ -1,4 +1,4 @@
-package embedder
+package imagemodel
 
 import (
 	"encoding/json"
@@ -47,9 +47,9 @@ func loadManifest(t testing.TB, edit func(*manifest.Manifest)) *manifest.Manifes
 	return m
 }
 
-func open(t testing.TB, m *manifest.Manifest) *Embedder {
+func open(t testing.TB, m *manifest.Manifest) *Model {
 	t.Helper()
-	e, err := Open(m, ort.Options{})
+	e, err := OpenEmbedder(m, ort.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestEmbedKnownOutputs(t *testing.T) {
 	}
 	e.Manifest().Inputs[0] = "mutated"
 	if e.Manifest().Inputs[0] != "images" {
-		t.Error("Manifest() exposes the Embedder's own manifest")
+		t.Error("Manifest() exposes the Model's own manifest")
 	}
 	const n = 4
 	x := images(n, 16, 1)
@@ -247,13 +247,13 @@ func TestOpenMismatch(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := loadManifest(t, tc.edit)
-			e, err := Open(m, ort.Options{})
+			e, err := OpenEmbedder(m, ort.Options{})
 			if err == nil {
 				e.Close()
 				t.Fatal("Open succeeded")
 			}
 			msg := err.Error()
-			if _, verr := Verify(m, ort.Options{}); verr == nil || verr.Error() != msg {
+			if _, verr := VerifyEmbedder(m, ort.Options{}); verr == nil || verr.Error() != msg {
 				t.Errorf("Verify = %v, want Open's error", verr)
 			}
 			for _, w := range append(tc.want, m.Model, "does not match its manifest") {
@@ -284,7 +284,7 @@ func TestOpenRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := Open(tc.m, ort.Options{})
+			e, err := OpenEmbedder(tc.m, ort.Options{})
 			if err == nil {
 				e.Close()
 				t.Fatal("Open succeeded")
@@ -292,15 +292,15 @@ func TestOpenRejects(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error does not mention %q: %v", tc.want, err)
 			}
-			if _, err := Verify(tc.m, ort.Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := VerifyEmbedder(tc.m, ort.Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Verify = %v, want an error mentioning %q", err, tc.want)
 			}
 		})
 	}
-	if _, err := Open(loadManifest(t, nil), ort.Options{Provider: "tpu"}); err == nil || !strings.Contains(err.Error(), `"tpu"`) {
+	if _, err := OpenEmbedder(loadManifest(t, nil), ort.Options{Provider: "tpu"}); err == nil || !strings.Contains(err.Error(), `"tpu"`) {
 		t.Errorf("Open with bad options = %v", err)
 	}
-	if _, err := Verify(loadManifest(t, nil), ort.Options{Provider: "tpu"}); err == nil || !strings.Contains(err.Error(), `"tpu"`) {
+	if _, err := VerifyEmbedder(loadManifest(t, nil), ort.Options{Provider: "tpu"}); err == nil || !strings.Contains(err.Error(), `"tpu"`) {
 		t.Errorf("Verify with bad options = %v", err)
 	}
 }
@@ -308,7 +308,7 @@ func TestOpenRejects(t *testing.T) {
 // TestVerify: a good model passes Verify with the SHA-256 that Open's session reports.
 func TestVerify(t *testing.T) {
 	m := loadManifest(t, nil)
-	sha, err := Verify(m, ort.Options{})
+	sha, err := VerifyEmbedder(m, ort.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,13 +414,13 @@ func TestSharedSessionAndClose(t *testing.T) {
 		t.Errorf("Embed after Close = %v, want ErrClosed", err)
 	}
 	if _, err := b.Embed(x, 1); err != nil {
-		t.Fatalf("the other Embedder stopped working: %v", err)
+		t.Fatalf("the other Model stopped working: %v", err)
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if !b.Session().Closed() {
-		t.Error("session still open after every Embedder closed")
+		t.Error("session still open after every Model closed")
 	}
 }
 
@@ -527,13 +527,13 @@ func BenchmarkEmbed(b *testing.B) {
 }
 
 // ExampleEmbedder embeds two preprocessed images with the gap8 test fixture.
-func ExampleEmbedder() {
+func ExampleModel() {
 	m, err := manifest.Load("../ort/testdata/gap8.json")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	e, err := Open(m, ort.Options{IntraOpThreads: 1})
+	e, err := OpenEmbedder(m, ort.Options{IntraOpThreads: 1})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -544,7 +544,7 @@ func Generate(dir string, opt Options) (*Summary, error) {
 	sum.TrainProducts = opt.Products - sum.ValidationProducts
 
 	var buf bytes.Buffer
-	if err := WriteCatalogCSV(&buf, sum.Catalog); err != nil {
+	if err := catalog.WriteCSV(&buf, sum.Catalog, false); err != nil {
 		return nil, err
 	}
 	if err := writeFileAtomic(sum.CatalogPath, buf.Bytes(), true); err != nil {

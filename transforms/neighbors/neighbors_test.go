@@ -1,4 +1,4 @@
-package search
+package neighbors
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
-	"github.com/stirpipe/stirpipe/schemas/neighbors"
+	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 	"github.com/stirpipe/stirpipe/transforms/sink"
 )
@@ -82,7 +82,7 @@ func writeEmbeddings(t *testing.T, dir string, inshop bool) []embeddings.Record 
 }
 
 // reference searches the whole gallery at once with the engine, outside Beam.
-func reference(t *testing.T, recs []embeddings.Record, k int) map[string]neighbors.Record {
+func reference(t *testing.T, recs []embeddings.Record, k int) map[string]lists.Record {
 	t.Helper()
 	var g knn.Gallery
 	var q knn.Query
@@ -113,14 +113,14 @@ func reference(t *testing.T, recs []embeddings.Record, k int) map[string]neighbo
 		t.Fatal(err)
 	}
 	defer e.Close()
-	lists, err := e.Search(q, g)
+	found, err := e.Search(q, g)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]neighbors.Record{}
+	out := map[string]lists.Record{}
 	for i, r := range queries {
-		o := neighbors.Record{QueryID: r.Row.ID, QueryLabel: r.Row.Label, QueryCategory: r.Row.Category, QuerySequence: r.Row.Sequence}
-		for _, nb := range lists[i] {
+		o := lists.Record{QueryID: r.Row.ID, QueryLabel: r.Row.Label, QueryCategory: r.Row.Category, QuerySequence: r.Row.Sequence}
+		for _, nb := range found[i] {
 			o.NeighborIDs = append(o.NeighborIDs, g.IDs[nb.Index])
 			o.NeighborLabels = append(o.NeighborLabels, g.Labels[nb.Index])
 			o.Distances = append(o.Distances, nb.Dist)
@@ -163,15 +163,15 @@ func TestShardedEqualsSingleSearch(t *testing.T) {
 		for _, c := range []struct{ shard, tile int }{{1000, 1000}, {150, 64}, {97, 500}, {13, 37}} {
 			t.Run(fmt.Sprintf("inshop=%v/shard=%d/tile=%d", inshop, c.shard, c.tile), func(t *testing.T) {
 				out, rej := t.TempDir(), filepath.Join(t.TempDir(), "rejects.parquet")
-				cfg := Config{Embeddings: emb, Output: out, Ext: neighbors.ExtParquet, ShardSize: c.shard, TileSize: c.tile, Plan: plan,
+				cfg := Config{Embeddings: emb, Output: out, Ext: lists.ExtParquet, ShardSize: c.shard, TileSize: c.tile, Plan: plan,
 					Engine:     knn.Options{K: k, Normalized: true, ExcludeSelf: true, ExcludeSameSequence: true, Threads: 2},
-					Provenance: neighbors.Provenance{Stage: neighbors.StageNeighbors, ModelName: "test", K: k, Distance: "euclidean", Engine: "test", Exclusions: "self,sequence"}}
+					Provenance: lists.Provenance{Stage: lists.StageNeighbors, ModelName: "test", K: k, Distance: "euclidean", Engine: "test", Exclusions: "self,sequence"}}
 				p, s := beam.NewPipelineWithRoot()
 				sink.Rejects(s, Search(s, cfg), rej)
 				if err := ptest.Run(p); err != nil {
 					t.Fatal(err)
 				}
-				rd, err := neighbors.Open(ctx, out)
+				rd, err := lists.Open(ctx, out)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -202,7 +202,7 @@ func TestShardedEqualsSingleSearch(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	base := Config{Ext: neighbors.ExtParquet, ShardSize: 10, TileSize: 10, Engine: knn.Options{K: 5}, Plan: Plan{Queries: 3, Galleries: 4}}
+	base := Config{Ext: lists.ExtParquet, ShardSize: 10, TileSize: 10, Engine: knn.Options{K: 5}, Plan: Plan{Queries: 3, Galleries: 4}}
 	for _, c := range []struct {
 		name string
 		edit func(*Config)

@@ -1,4 +1,4 @@
-// Package neighbors defines the neighbour-list files of the neighbours and rerank stages:
+// Package lists defines the neighbour-list files of the neighbours and rerank stages:
 // one row per query (its id, label, category and sequence, and n_relevant, the number of
 // gallery items relevant to it) with its ranked neighbours as list columns (ids, labels,
 // distances ascending); a reranked file adds the raw STIR pair scores of the reranked head.
@@ -20,7 +20,7 @@
 //
 // DuckDB reads the list columns as VARCHAR[], BIGINT[] and FLOAT[]; for example
 // SELECT query_id, unnest(neighbor_ids), unnest(distances) FROM 'part-*.parquet'.
-package neighbors
+package lists
 
 import (
 	"crypto/sha256"

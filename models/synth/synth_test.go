@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stirpipe/stirpipe/schemas/catalog"
 )
 
 // testOptions is a small, fast catalog exercising every feature.
@@ -480,7 +482,7 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
-func TestWriteCatalogCSV(t *testing.T) {
+func TestCatalogCSVWriter(t *testing.T) {
 	o := testOptions()
 	dir := t.TempDir()
 	sum, err := Generate(dir, o)
@@ -488,7 +490,7 @@ func TestWriteCatalogCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := WriteCatalogCSV(&buf, sum.Catalog); err != nil {
+	if err := catalog.WriteCSV(&buf, sum.Catalog, false); err != nil {
 		t.Fatal(err)
 	}
 	onDisk, err := os.ReadFile(sum.CatalogPath)
@@ -496,7 +498,7 @@ func TestWriteCatalogCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(buf.Bytes(), onDisk) {
-		t.Error("WriteCatalogCSV(Summary.Catalog) differs from catalog.csv")
+		t.Error("catalog.WriteCSV(Summary.Catalog) differs from catalog.csv")
 	}
 	// Each summary row says what its CSV line says.
 	rows := readCatalog(t, dir)
