@@ -221,5 +221,3 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 	res.summarize(names)
 	return res, nil
 }
-
-func dirOf(p string) string { return filepath.Dir(p) }

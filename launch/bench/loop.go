@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -34,7 +35,7 @@ type decoded struct {
 // decodeAll decodes and preprocesses every row of the catalog up front, one goroutine,
 // timing each step.
 func decodeAll(ctx context.Context, catalogPath string, m *manifest.Manifest, lim imageio.Limits) (*decoded, error) {
-	root := dirOf(catalogPath)
+	root := filepath.Dir(catalogPath)
 	cat, err := catalog.Load(ctx, catalogPath, catalog.Options{Root: root})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/stirpipe/stirpipe/schemas/blob"
 )
 
 // stat summarises repeated measurements.
@@ -339,13 +342,13 @@ func loadString(l []float64) string {
 	return strings.Join(parts, " ")
 }
 
-// writeJSON writes the results file (atomically: temp file, then rename).
+// writeJSON writes the results file, atomically (blob.WriteFile).
 func writeJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", path, err)
 	}
-	if err := writeAtomic(path, append(data, '\n')); err != nil {
+	if err := blob.WriteFile(context.Background(), path, append(data, '\n')); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

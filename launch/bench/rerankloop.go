@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -47,7 +48,7 @@ func (ps *pairSet) NumImages() int { return ps.images }
 // whole queries greedily up to batchPairs pairs, as the rerank stage does (one query's
 // pairs never straddle two passes).
 func preparePairs(ctx context.Context, recs []lists.Record, catalogPath string, m *manifest.Manifest, lim imageio.Limits, topN, batchPairs int) (*pairSet, error) {
-	cat, err := catalog.Load(ctx, catalogPath, catalog.Options{Root: dirOf(catalogPath)})
+	cat, err := catalog.Load(ctx, catalogPath, catalog.Options{Root: filepath.Dir(catalogPath)})
 	if err != nil {
 		return nil, err
 	}

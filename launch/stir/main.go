@@ -1,7 +1,12 @@
-// Command stir runs the image-retrieval pipeline's jobs.
+// Command stir runs the image-retrieval pipeline's jobs: flags in, a summary and an exit
+// code out. The stages themselves, and the checks of a whole job, are in package pipelines.
 //
-//	stir embed --catalog CATALOG --output DIR [--model MODEL] [runner flags]
-//	stir synth --out DIR [--products N]
+//	stir run       --catalog CATALOG --output RUN   the whole job: embed → neighbors → rerank → evaluate
+//	stir embed     --catalog CATALOG --output RUN   catalog → RUN/embeddings, RUN/rejects/embed.parquet
+//	stir neighbors --output RUN                     RUN/embeddings → RUN/neighbors
+//	stir rerank    --output RUN                     RUN/neighbors → RUN/reranked (STIR)
+//	stir evaluate  --lists DIR --output FILE        lists → metrics.json (before and after with --compare)
+//	stir synth     --out DIR                        a synthetic product catalog for demos and tests
 //
 // Jobs run on the embedded prism runner by default; --runner=direct, or --runner=universal
 // with --endpoint (Flink, Spark job servers), or --runner=dataflow with its flags run the
