@@ -17,39 +17,27 @@ import (
 
 // Reader reads a complete embeddings output, shard by shard.
 type Reader struct {
-	dir string
-	m   Manifest
+	*pqfile.Listed[Provenance]
 }
 
 // Open reads dir's manifest and checks every shard it lists: the file exists with the
 // listed size and, for local files, its row count, schema and provenance agree with the
 // manifest. gs:// shards are checked the same way when they are read.
 func Open(ctx context.Context, dir string) (*Reader, error) {
-	m, err := ReadManifest(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
-	r := &Reader{dir: dir, m: m}
-	err = pqfile.CheckListed(ctx, dir, m.Shards, func(uri string, s ShardInfo) error {
+	l, err := pqfile.OpenListed(ctx, output, dir, func(l *pqfile.Listed[Provenance], uri string, s ShardInfo) error {
 		f, err := pqfile.Open(ctx, uri)
 		if err != nil {
 			return fmt.Errorf("shard listed in %s: %w", ManifestFile, err)
 		}
 		defer f.Close()
-		_, err = r.checkShard(f, s)
+		_, err = (&Reader{l}).checkShard(f, s)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("embeddings %s: %w", dir, err)
+		return nil, err
 	}
-	return r, nil
+	return &Reader{l}, nil
 }
-
-// Manifest returns the output's manifest.
-func (r *Reader) Manifest() Manifest { return r.m }
-
-// Provenance returns the provenance shared by every shard.
-func (r *Reader) Provenance() Provenance { return r.m.Provenance }
 
 // checkShard compares an open shard with its manifest entry and returns its schema.
 func (r *Reader) checkShard(f *pqfile.File, s ShardInfo) (*arrow.Schema, error) {
@@ -64,7 +52,7 @@ func (r *Reader) checkShard(f *pqfile.File, s ShardInfo) (*arrow.Schema, error) 
 	if _, err := provenanceFromKV(kv); err != nil {
 		errs = append(errs, err)
 	}
-	keys, want := r.m.Provenance.keyValues()
+	keys, want := r.Provenance().keyValues()
 	for i, k := range keys {
 		if got, ok := kv[k]; ok && got != want[i] {
 			errs = append(errs, fmt.Errorf("metadata %s is %q, manifest says %q", k, got, want[i]))
@@ -73,7 +61,7 @@ func (r *Reader) checkShard(f *pqfile.File, s ShardInfo) (*arrow.Schema, error) 
 	schema, err := f.Schema()
 	if err != nil {
 		errs = append(errs, err)
-	} else if err := pqfile.CheckFields(f.URI, schema, Schema(r.m.Provenance.Dim, r.m.Provenance)); err != nil {
+	} else if err := pqfile.CheckFields(f.URI, schema, Schema(r.Manifest().Provenance.Dim, r.Manifest().Provenance)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -86,7 +74,7 @@ func (r *Reader) checkShard(f *pqfile.File, s ShardInfo) (*arrow.Schema, error) 
 // shard. Memory is bounded by one row group of a shard (all of one shard for gs://). Each
 // record owns its embedding slice. An error from fn stops the iteration and is returned.
 func (r *Reader) Each(ctx context.Context, fn func(Record) error) error {
-	for _, s := range r.m.Shards {
+	for _, s := range r.Manifest().Shards {
 		if err := r.eachInShard(ctx, s, fn); err != nil {
 			return err
 		}
@@ -96,18 +84,18 @@ func (r *Reader) Each(ctx context.Context, fn func(Record) error) error {
 
 // ReadAll returns every record, in the order of Each.
 func (r *Reader) ReadAll(ctx context.Context) ([]Record, error) {
-	return pqfile.Collect(r.m.Rows, func(fn func(Record) error) error { return r.Each(ctx, fn) })
+	return pqfile.Collect(r.Manifest().Rows, func(fn func(Record) error) error { return r.Each(ctx, fn) })
 }
 
 func (r *Reader) eachInShard(ctx context.Context, s ShardInfo, fn func(Record) error) error {
-	uri := blob.Join(r.dir, s.File)
+	uri := blob.Join(r.Dir(), s.File)
 	f, err := pqfile.Open(ctx, uri)
 	if err != nil {
-		return fmt.Errorf("embeddings %s: %w", r.dir, err)
+		return fmt.Errorf("embeddings %s: %w", r.Dir(), err)
 	}
 	defer f.Close()
 	if _, err := r.checkShard(f, s); err != nil {
-		return fmt.Errorf("embeddings %s: %w", r.dir, err)
+		return fmt.Errorf("embeddings %s: %w", r.Dir(), err)
 	}
 	var n int64
 	err = f.Each(ctx, func(rec arrow.RecordBatch) error {

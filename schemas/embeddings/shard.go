@@ -15,7 +15,7 @@ import (
 // EachIn is Each restricted to the manifest's i-th shard (Manifest().Shards[i]), so a
 // worker can stream one file of a large output.
 func (r *Reader) EachIn(ctx context.Context, i int, fn func(Record) error) error {
-	return r.eachInShard(ctx, r.m.Shards[i], fn)
+	return r.eachInShard(ctx, r.Manifest().Shards[i], fn)
 }
 
 // Roles counts a shard's retrieval roles: its queries and its gallery rows.
@@ -24,15 +24,15 @@ type Roles struct{ Queries, Galleries int64 }
 // RolesIn counts the roles of the manifest's i-th shard from its split and role columns
 // alone: a gs:// shard is read by ranged requests, never the embeddings themselves.
 func (r *Reader) RolesIn(ctx context.Context, i int) (Roles, error) {
-	s := r.m.Shards[i]
-	uri := blob.Join(r.dir, s.File)
+	s := r.Manifest().Shards[i]
+	uri := blob.Join(r.Dir(), s.File)
 	f, err := pqfile.OpenRanged(ctx, uri)
 	if err != nil {
-		return Roles{}, fmt.Errorf("embeddings %s: %w", r.dir, err)
+		return Roles{}, fmt.Errorf("embeddings %s: %w", r.Dir(), err)
 	}
 	defer f.Close()
 	if _, err := r.checkShard(f, s); err != nil {
-		return Roles{}, fmt.Errorf("embeddings %s: %w", r.dir, err)
+		return Roles{}, fmt.Errorf("embeddings %s: %w", r.Dir(), err)
 	}
 	var roles Roles
 	err = f.EachColumns(ctx, []string{colSplit, colIsQuery, colIsGallery}, func(rec arrow.RecordBatch) error {

@@ -14,9 +14,6 @@ const ManifestFile = pqfile.ManifestFile
 // errIncomplete starts the error given for a directory without a manifest.
 const errIncomplete = "neighbours output incomplete or not a neighbours directory"
 
-// output is the neighbours outputs' kind: its manifest format and how errors name it.
-var output = pqfile.Output{Format: FormatV1, Name: "neighbours", Incomplete: errIncomplete, Rerun: "rerun the stage"}
-
 // Manifest lists the shards of one complete neighbours or reranked output, with their
 // provenance; its stage is StageNeighbors or StageReranked.
 type Manifest = pqfile.Manifest[Provenance]
@@ -34,21 +31,17 @@ func (p Provenance) Listable() error {
 // ShardExts are the extensions of a neighbours output's files.
 func (Provenance) ShardExts() []string { return []string{ExtParquet, ExtArrow} }
 
-// NewManifest returns the manifest of the given shards (in any order) with Rows summed.
-func NewManifest(prov Provenance, shards []ShardInfo) Manifest {
-	return pqfile.NewManifest(FormatV1, prov, shards)
-}
+var output = pqfile.Kind[Provenance]{Output: pqfile.Output{Format: FormatV1, Name: "neighbours", Incomplete: errIncomplete, Rerun: "rerun the stage"}}
 
-// WriteManifest validates m and writes it atomically as dir/_manifest.json. Call it last,
-// once every shard is written: its presence marks the output complete.
-func WriteManifest(ctx context.Context, dir string, m Manifest) error {
-	return pqfile.WriteManifest(ctx, output, dir, m)
-}
-
-// ReadManifest reads and validates dir/_manifest.json.
-func ReadManifest(ctx context.Context, dir string) (Manifest, error) {
-	return pqfile.ReadManifest[Provenance](ctx, output, dir)
-}
+// The manifest of a neighbours or reranked output: NewManifest makes it from the shards
+// (in any order), WriteManifest validates it and writes it atomically as
+// dir/_manifest.json once every shard is written (its presence marks the output
+// complete), ReadManifest reads and validates it.
+var (
+	NewManifest   = output.New
+	WriteManifest = output.Write
+	ReadManifest  = output.Read
+)
 
 // ManifestSHA256 returns the hex SHA-256 of dir/_manifest.json, the snapshot id of a stage
 // output (e.g. Provenance.EmbeddingsSnapshot of the embeddings output dir, or

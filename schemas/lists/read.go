@@ -192,8 +192,7 @@ func (c *columns) record(i int) Record {
 
 // Reader reads a complete neighbours or reranked output, shard by shard.
 type Reader struct {
-	dir string
-	m   Manifest
+	*pqfile.Listed[Provenance]
 }
 
 // Open reads dir's manifest and checks every shard it lists: the file exists with the
@@ -201,18 +200,13 @@ type Reader struct {
 // gs:// shards are checked the same way when they are read; row counts and records are
 // checked when read.
 func Open(ctx context.Context, dir string) (*Reader, error) {
-	m, err := ReadManifest(ctx, dir)
+	l, err := pqfile.OpenListed(ctx, output, dir, func(l *pqfile.Listed[Provenance], uri string, s ShardInfo) error {
+		return (&Reader{l}).checkShard(ctx, uri, s)
+	})
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{dir: dir, m: m}
-	err = pqfile.CheckListed(ctx, dir, m.Shards, func(uri string, s ShardInfo) error {
-		return r.checkShard(ctx, uri, s)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("neighbours %s: %w", dir, err)
-	}
-	return r, nil
+	return &Reader{l}, nil
 }
 
 // checkShard opens the shard s at uri and compares its size, provenance and schema with the
@@ -227,12 +221,12 @@ func (r *Reader) checkShard(ctx context.Context, uri string, s ShardInfo) error 
 	errs = append(errs, pqfile.CheckSize(uri, size, s.Bytes))
 	prov, err := provenanceFromKV(f.KeyValue())
 	if err == nil {
-		err = diffProvenance(prov, r.m.Provenance)
+		err = diffProvenance(prov, r.Manifest().Provenance)
 	}
 	errs = append(errs, err)
 	schema, err := f.Schema()
 	if err == nil {
-		err = pqfile.CheckFields(uri, schema, Schema(r.m.Provenance))
+		err = pqfile.CheckFields(uri, schema, Schema(r.Manifest().Provenance))
 	}
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
@@ -241,21 +235,16 @@ func (r *Reader) checkShard(ctx context.Context, uri string, s ShardInfo) error 
 	return nil
 }
 
-// Manifest returns the output's manifest.
-func (r *Reader) Manifest() Manifest { return r.m }
-
-// Provenance returns the provenance shared by every shard.
-func (r *Reader) Provenance() Provenance { return r.m.Provenance }
-
 // Each calls fn with every record, shard by shard in name order and by query id within a
 // shard, each checked as it is read. Memory is bounded by one row group of a shard (all of
 // one shard for gs://). Records own their slices. An error from fn stops the iteration and
 // is returned.
 func (r *Reader) Each(ctx context.Context, fn func(Record) error) error {
-	for _, s := range r.m.Shards {
-		uri := blob.Join(r.dir, s.File)
+	prov := r.Provenance()
+	for _, s := range r.Manifest().Shards {
+		uri := blob.Join(r.Dir(), s.File)
 		var n int64
-		_, err := eachInFile(ctx, uri, &r.m.Provenance, s.Bytes, func(rec Record) error {
+		_, err := eachInFile(ctx, uri, &prov, s.Bytes, func(rec Record) error {
 			n++
 			return fn(rec)
 		})
@@ -263,7 +252,7 @@ func (r *Reader) Each(ctx context.Context, fn func(Record) error) error {
 			return err
 		}
 		if n != s.Rows {
-			return fmt.Errorf("neighbours %s: %s: read %d rows, manifest says %d", r.dir, uri, n, s.Rows)
+			return fmt.Errorf("neighbours %s: %s: read %d rows, manifest says %d", r.Dir(), uri, n, s.Rows)
 		}
 	}
 	return nil
@@ -271,5 +260,5 @@ func (r *Reader) Each(ctx context.Context, fn func(Record) error) error {
 
 // ReadAll returns every record, in the order of Each.
 func (r *Reader) ReadAll(ctx context.Context) ([]Record, error) {
-	return pqfile.Collect(r.m.Rows, func(fn func(Record) error) error { return r.Each(ctx, fn) })
+	return pqfile.Collect(r.Manifest().Rows, func(fn func(Record) error) error { return r.Each(ctx, fn) })
 }

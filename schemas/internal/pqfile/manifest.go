@@ -48,6 +48,24 @@ func NewManifest[P Provenance](format string, prov P, shards []Info) Manifest[P]
 	return Manifest[P]{Format: format, Provenance: prov, Rows: TotalRows(shards), Shards: SortShards(shards)}
 }
 
+// Kind is one kind of stage output, whose provenance is P: its manifests' format and how
+// errors name it. Its methods are what a stage-file package exports for its manifests.
+type Kind[P Provenance] struct{ Output }
+
+// New returns the manifest of the given shards (in any order) with Rows summed.
+func (k Kind[P]) New(prov P, shards []Info) Manifest[P] { return NewManifest(k.Format, prov, shards) }
+
+// Write validates m and writes it atomically as dir/_manifest.json. Call it last, once
+// every shard is written: its presence marks the output complete.
+func (k Kind[P]) Write(ctx context.Context, dir string, m Manifest[P]) error {
+	return WriteManifest(ctx, k.Output, dir, m)
+}
+
+// Read reads and validates dir/_manifest.json.
+func (k Kind[P]) Read(ctx context.Context, dir string) (Manifest[P], error) {
+	return ReadManifest[P](ctx, k.Output, dir)
+}
+
 // Output names one kind of stage output, and the format its manifests have.
 type Output struct {
 	// Format is the manifests' format.
@@ -224,3 +242,34 @@ func Collect[T any](n int64, each func(fn func(T) error) error) ([]T, error) {
 	}
 	return out, nil
 }
+
+// Listed is a complete stage output opened for reading: its directory and its manifest,
+// whose shards were checked when it was opened.
+type Listed[P Provenance] struct {
+	dir string
+	m   Manifest[P]
+}
+
+// OpenListed reads dir's manifest and checks every shard it lists: a gs:// shard by its
+// size (anything more would download it), a local one with checkLocal, which should open
+// it and compare its size, schema and metadata with the manifest.
+func OpenListed[P Provenance](ctx context.Context, k Kind[P], dir string, checkLocal func(l *Listed[P], uri string, s Info) error) (*Listed[P], error) {
+	m, err := k.Read(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listed[P]{dir: dir, m: m}
+	if err := CheckListed(ctx, dir, m.Shards, func(uri string, s Info) error { return checkLocal(l, uri, s) }); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", k.Name, dir, err)
+	}
+	return l, nil
+}
+
+// Dir returns the output's directory.
+func (l *Listed[P]) Dir() string { return l.dir }
+
+// Manifest returns the output's manifest.
+func (l *Listed[P]) Manifest() Manifest[P] { return l.m }
+
+// Provenance returns the provenance shared by every shard.
+func (l *Listed[P]) Provenance() P { return l.m.Provenance }
