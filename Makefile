@@ -11,7 +11,7 @@ BENCH     := out/bench
 
 export STIR_ONNXRUNTIME_LIB ?= $(CURDIR)/$(ORT_LIB)
 
-.PHONY: all build worker layout image image-gpu image-flex ort duckdb demo test vet fmt bench vits16 clean
+.PHONY: all build worker layout image image-gpu image-flex ort duckdb demo test vet fmt bench bench-launcher vits16 clean
 
 all: build
 
@@ -77,12 +77,19 @@ fmt:
 
 ## bench: embed pipeline vs a plain ONNX Runtime loop on ViT-S/16 (needs `make vits16`), then
 ## exact k-NN vs FAISS at SOP scale and the neighbours stage's peak RSS (needs python3-faiss),
-## then the STIR rerank stage's pairs/s vs a plain loop on the same pairs (ViT-S/16 pairwise)
-bench: ort vits16
+## then the STIR rerank stage's pairs/s vs a plain loop on the same pairs (ViT-S/16 pairwise),
+## then the launcher's cost against catalog size (bench-launcher)
+bench: ort vits16 bench-launcher
 	$(GO) run ./launch/bench embed --model models/zoo/vits16/embedder.json --images 512 --size 500 --work $(BENCH)
 	$(GO) run ./launch/bench neighbors --work $(BENCH)
 	$(GO) run ./launch/bench rerank --pair_model models/zoo/vits16/pairwise.json --embed_model models/zoo/vits16/embedder.json \
 		--images 160 --size 500 --top_n 5 --pair_batch 10 --work $(BENCH)
+
+## bench-launcher: seconds and peak RSS of `stir embed` until it starts the job and until its
+## first image, on 20,000 and 200,000 rows (the demo catalog repeated); needs inotify-tools
+bench-launcher: ort build
+	test -f $(DEMO)/catalog/catalog.csv || $(BIN) synth --out $(DEMO)/catalog $(DEMO_CATALOG)
+	bash launch/bench/launcher.sh $(BIN) $(DEMO)/catalog 3
 
 ## vits16: export the real ViT-S/16 embedder and STIR graphs (≈ 87 MB each, random weights,
 ## not committed; needs Debian's python3-torch and python3-onnx)
