@@ -1,6 +1,8 @@
-// Package pipelines holds the pipelines users run, each a short function that wires
-// transforms to the stage files, plus the preflight that checks inputs, models and flags
-// before any image is read.
+// Package pipelines holds the stages users run and the whole job. Each stage's Prepare
+// function checks its inputs, models and flags before any image is read and returns a
+// Stage: its pipeline (a short function wiring transforms to the stage files), the outputs
+// it rewrites and the summary of what it wrote. RunStage runs any of them; Job runs the
+// four in turn after the checks that concern the whole job.
 package pipelines
 
 import (
