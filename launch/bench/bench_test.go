@@ -1,10 +1,11 @@
 package main
 
 import (
+	"github.com/stirpipe/stirpipe/models/ort/orttest"
+
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,24 +15,13 @@ import (
 
 	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/manifest"
-	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 )
 
 // tinyModel is the committed tiny embedder, relative to this package.
 const tinyModel = "../../models/zoo/vit-tiny/embedder.json"
 
-func TestMain(m *testing.M) {
-	p, err := ort.LibraryPath("")
-	if err == nil {
-		err = ort.Init(p)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "launch/bench tests need the ONNX Runtime library:", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { orttest.Main(m, "launch/bench") }
 
 func TestNewStat(t *testing.T) {
 	tests := []struct {
@@ -305,25 +295,42 @@ func TestBenchEmbedEndToEnd(t *testing.T) {
 	}
 }
 
+// TestFlags: every benchmark refuses bad flags with exit code 2, and --help exits 0.
 func TestFlags(t *testing.T) {
+	runs := map[string]func(context.Context, []string) int{"embed": runEmbed, "neighbors": runNeighborsBench, "rerank": runRerankBench}
 	tests := []struct {
-		name string
-		args []string
-		code int
+		bench, name string
+		args        []string
+		code        int
 	}{
-		{"help", []string{"--help"}, 0},
-		{"stray argument", []string{"extra"}, 2},
-		{"bad reps", []string{"--reps", "0"}, 2},
-		{"bad graph opt", []string{"--graph_opt", "most"}, 2},
-		{"unknown flag", []string{"--nope"}, 2},
-		{"negative quiet reps", []string{"--quiet_reps", "-1"}, 2},
-		{"max reps below quiet reps", []string{"--quiet_reps", "4", "--max_reps", "3"}, 2},
-		{"quiet reps without pipeline", []string{"--quiet_reps", "2", "--pipeline=false"}, 2},
+		{"embed", "help", []string{"--help"}, 0},
+		{"embed", "stray argument", []string{"extra"}, 2},
+		{"embed", "bad reps", []string{"--reps", "0"}, 2},
+		{"embed", "bad graph opt", []string{"--graph_opt", "most"}, 2},
+		{"embed", "unknown flag", []string{"--nope"}, 2},
+		{"embed", "negative quiet reps", []string{"--quiet_reps", "-1"}, 2},
+		{"embed", "max reps below quiet reps", []string{"--quiet_reps", "4", "--max_reps", "3"}, 2},
+		{"embed", "quiet reps without pipeline", []string{"--quiet_reps", "2", "--pipeline=false"}, 2},
+		{"neighbors", "help", []string{"--help"}, 0},
+		{"neighbors", "stray argument", []string{"extra"}, 2},
+		{"neighbors", "bad reps", []string{"--reps", "0"}, 2},
+		{"neighbors", "k too large", []string{"--rows", "10", "--k", "10"}, 2},
+		{"neighbors", "bad files", []string{"--files", "0"}, 2},
+		{"neighbors", "unknown flag", []string{"--nope"}, 2},
+		{"rerank", "help", []string{"--help"}, 0},
+		{"rerank", "stray argument", []string{"extra"}, 2},
+		{"rerank", "top_n 1", []string{"--top_n", "1"}, 2},
+		{"rerank", "k below top_n", []string{"--k", "3", "--top_n", "5"}, 2},
+		{"rerank", "bad batch", []string{"--pair_batch", "0"}, 2},
+		{"rerank", "too few images", []string{"--images", "4"}, 2},
+		{"rerank", "max reps below quiet reps", []string{"--quiet_reps", "4", "--max_reps", "3"}, 2},
+		{"rerank", "quiet reps without pipeline", []string{"--quiet_reps", "2", "--pipeline=false"}, 2},
+		{"rerank", "bad graph opt", []string{"--graph_opt", "most"}, 2},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := runEmbed(context.Background(), tt.args); got != tt.code {
-				t.Errorf("runEmbed(%q) = %d, want %d", tt.args, got, tt.code)
+		t.Run(tt.bench+" "+tt.name, func(t *testing.T) {
+			if got := runs[tt.bench](context.Background(), tt.args); got != tt.code {
+				t.Errorf("%s bench %q = %d, want %d", tt.bench, tt.args, got, tt.code)
 			}
 		})
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/manifest"
-	"github.com/stirpipe/stirpipe/models/ort"
 )
 
 // embedConfig holds the embed benchmark's flags.
@@ -91,17 +90,14 @@ func benchEmbed(ctx context.Context, c embedConfig, log io.Writer) (*embedResult
 		return nil, err
 	}
 	res.Catalog = *cat
-	bin := c.Stir
-	if bin == "" && c.Pipeline {
-		if bin, err = buildStir(ctx, c.Work, log); err != nil {
-			return nil, err
-		}
-	}
-
-	if err := ort.Init(c.Library); err != nil {
+	bin, err := childStir(ctx, c.Stir, c.Pipeline, c.Work, log)
+	if err != nil {
 		return nil, err
 	}
-	res.ORTVersion = ort.Version()
+
+	if res.ORTVersion, err = initORT(c.Library); err != nil {
+		return nil, err
+	}
 	e, err := imagemodel.OpenEmbedder(m, c.runtime())
 	if err != nil {
 		return nil, err

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/stirpipe/stirpipe/models/knn"
-	"github.com/stirpipe/stirpipe/models/ort"
 )
 
 // neighborsConfig holds the neighbours benchmark's flags.
@@ -201,18 +200,15 @@ func benchNeighbors(ctx context.Context, c neighborsConfig, log io.Writer) (*nei
 		return nil, err
 	}
 	res.Data = *data
-	bin := c.Stir
-	if bin == "" && c.Stage {
-		if bin, err = buildStir(ctx, c.Work, log); err != nil {
-			return nil, err
-		}
+	bin, err := childStir(ctx, c.Stir, c.Stage, c.Work, log)
+	if err != nil {
+		return nil, err
 	}
 
 	// Engine.
-	if err := ort.Init(c.Library); err != nil {
+	if res.ORTVersion, err = initORT(c.Library); err != nil {
 		return nil, err
 	}
-	res.ORTVersion = ort.Version()
 	self, err := benchEngine(c, x, res, log)
 	if err != nil {
 		return finish(err)

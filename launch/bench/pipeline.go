@@ -16,12 +16,30 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/pipelines"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 )
 
 // stirPackage is the stir program's import path; go build finds it from anywhere in the module.
 const stirPackage = "github.com/stirpipe/stirpipe/launch/stir"
+
+// childStir returns the stir program a benchmark runs as a child process: given (--stir),
+// or, when the benchmark needs one, a build of it in work.
+func childStir(ctx context.Context, given string, needed bool, work string, log io.Writer) (string, error) {
+	if given != "" || !needed {
+		return given, nil
+	}
+	return buildStir(ctx, work, log)
+}
+
+// initORT loads the ONNX Runtime library in this process and returns its version.
+func initORT(library string) (string, error) {
+	if err := ort.Init(library); err != nil {
+		return "", err
+	}
+	return ort.Version(), nil
+}
 
 // buildStir compiles the stir program into work, as a benchmark of the real binary.
 func buildStir(ctx context.Context, work string, log io.Writer) (string, error) {

@@ -106,11 +106,9 @@ func benchRerank(ctx context.Context, c rerankConfig, log io.Writer) (*rerankRes
 		return nil, err
 	}
 	res.Catalog = *cat
-	bin := c.Stir
-	if bin == "" {
-		if bin, err = buildStir(ctx, c.Work, log); err != nil {
-			return nil, err
-		}
+	bin, err := childStir(ctx, c.Stir, true, c.Work, log)
+	if err != nil {
+		return nil, err
 	}
 	logs := filepath.Join(c.Work, "logs")
 	if err := os.MkdirAll(logs, 0o755); err != nil {
@@ -120,10 +118,9 @@ func benchRerank(ctx context.Context, c rerankConfig, log io.Writer) (*rerankRes
 		return nil, err
 	}
 
-	if err := ort.Init(c.Library); err != nil {
+	if res.ORTVersion, err = initORT(c.Library); err != nil {
 		return nil, err
 	}
-	res.ORTVersion = ort.Version()
 	sc, err := pairwise.Open(pm, c.runtime())
 	if err != nil {
 		return nil, err

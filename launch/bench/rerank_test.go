@@ -81,31 +81,6 @@ func TestBenchRerankEndToEnd(t *testing.T) {
 	}
 }
 
-func TestRerankFlags(t *testing.T) {
-	tests := []struct {
-		name string
-		args []string
-		code int
-	}{
-		{"help", []string{"--help"}, 0},
-		{"stray argument", []string{"extra"}, 2},
-		{"top_n 1", []string{"--top_n", "1"}, 2},
-		{"k below top_n", []string{"--k", "3", "--top_n", "5"}, 2},
-		{"bad batch", []string{"--pair_batch", "0"}, 2},
-		{"too few images", []string{"--images", "4"}, 2},
-		{"max reps below quiet reps", []string{"--quiet_reps", "4", "--max_reps", "3"}, 2},
-		{"quiet reps without pipeline", []string{"--quiet_reps", "2", "--pipeline=false"}, 2},
-		{"bad graph opt", []string{"--graph_opt", "most"}, 2},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := runRerankBench(context.Background(), tt.args); got != tt.code {
-				t.Errorf("runRerankBench(%q) = %d, want %d", tt.args, got, tt.code)
-			}
-		})
-	}
-}
-
 // TestRerankQuiet checks that a repetition drops out of the quiet summary when either of
 // its runs was disturbed.
 func TestRerankQuiet(t *testing.T) {

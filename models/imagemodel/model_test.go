@@ -1,6 +1,8 @@
 package imagemodel
 
 import (
+	"github.com/stirpipe/stirpipe/models/ort/orttest"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,17 +24,7 @@ const (
 	vitTiny     = "../zoo/vit-tiny/embedder.json"
 )
 
-func TestMain(m *testing.M) {
-	p, err := ort.LibraryPath("")
-	if err == nil {
-		err = ort.Init(p)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "models/embedder tests need the ONNX Runtime library:", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { orttest.Main(m, "models/imagemodel") }
 
 // loadManifest reads the gap8 fixture manifest and applies edit to it.
 func loadManifest(t testing.TB, edit func(*manifest.Manifest)) *manifest.Manifest {

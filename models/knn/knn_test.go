@@ -1,12 +1,13 @@
 package knn
 
 import (
+	"github.com/stirpipe/stirpipe/models/ort/orttest"
+
 	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -14,17 +15,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/ort"
 )
 
-func TestMain(m *testing.M) {
-	p, err := ort.LibraryPath("")
-	if err == nil {
-		err = ort.Init(p)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "models/knn tests need the ONNX Runtime library:", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { orttest.Main(m, "models/knn") }
 
 // refNeighbor is a neighbour found by the float64 brute-force reference.
 type refNeighbor struct {

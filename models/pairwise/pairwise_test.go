@@ -1,9 +1,10 @@
 package pairwise
 
 import (
+	"github.com/stirpipe/stirpipe/models/ort/orttest"
+
 	"fmt"
 	"math"
-	"os"
 	"strings"
 	"testing"
 
@@ -17,17 +18,7 @@ import (
 // batchTolerance bounds how far a pair's score may move with the batch it is scored in.
 const batchTolerance = 1e-5
 
-func TestMain(m *testing.M) {
-	p, err := ort.LibraryPath("")
-	if err == nil {
-		err = ort.Init(p)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "models/pairwise tests need the ONNX Runtime library (make ort):", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { orttest.Main(m, "models/pairwise") }
 
 // load reads one of the committed stir-tiny manifests.
 func load(t *testing.T, file string) *manifest.Manifest {

@@ -1,10 +1,11 @@
 package zoo
 
 import (
+	"github.com/stirpipe/stirpipe/models/ort/orttest"
+
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"fmt"
 	"image"
 	"image/png"
 	"math"
@@ -33,17 +34,7 @@ const (
 	maxAbsPIL     = 1e-4    // same, per value
 )
 
-func TestMain(m *testing.M) {
-	p, err := ort.LibraryPath("")
-	if err == nil {
-		err = ort.Init(p)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "models/zoo tests need the ONNX Runtime library (make ort):", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { orttest.Main(m, "models/zoo") }
 
 // tiny loads the committed tiny embedder's manifest and golden file.
 func tiny(t *testing.T) (*manifest.Manifest, *Golden) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/blob/blobtest"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
+	"github.com/stirpipe/stirpipe/schemas/internal/stagetest"
 )
 
 const testBucket = "stir-embeddings-test"
@@ -81,20 +81,13 @@ func makeRecords(n, dim int, seed uint64) []Record {
 	return recs
 }
 
-// shardOf assigns an item to one of n shards as the embed pipeline does: by a hash of its id.
-func shardOf(id string, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return int(h.Sum32() % uint32(n))
-}
-
 // writeOutput writes recs as n shards plus a manifest under dir and returns the records in
 // the order a reader yields them (shard by shard, by id).
 func writeOutput(t *testing.T, ctx context.Context, dir string, recs []Record, n int, prov Provenance) []Record {
 	t.Helper()
 	groups := make([][]Record, n)
 	for _, r := range recs {
-		s := shardOf(r.Row.ID, n)
+		s := stagetest.ShardOf(r.Row.ID, n)
 		groups[s] = append(groups[s], r)
 	}
 	var infos []ShardInfo
@@ -236,54 +229,10 @@ func TestEachStopsOnError(t *testing.T) {
 
 func TestDeterministic(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	recs := makeRecords(400, 384, 4)
 	prov := testProvenance(384)
-	a, err := WriteShard(ctx, filepath.Join(dir, "a.parquet"), recs, prov)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shuffled := slices.Clone(recs)
-	rand.New(rand.NewPCG(9, 9)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-	b, err := WriteShard(ctx, filepath.Join(dir, "b.parquet"), shuffled, prov)
-	if err != nil {
-		t.Fatal(err)
-	}
-	da, _ := os.ReadFile(filepath.Join(dir, "a.parquet"))
-	db, _ := os.ReadFile(filepath.Join(dir, "b.parquet"))
-	if !bytes.Equal(da, db) || a.SHA256 != b.SHA256 || a.Bytes != b.Bytes || a.Bytes != int64(len(da)) {
-		t.Fatalf("same records in another order gave different files: %+v vs %+v", a, b)
-	}
-	if !slices.EqualFunc(recs, makeRecords(400, 384, 4), func(x, y Record) bool { return x.Row == y.Row }) {
-		t.Fatal("WriteShard reordered the caller's slice")
-	}
-	if err := WriteManifest(ctx, filepath.Join(dir, "1"), NewManifest(prov, []ShardInfo{a, b})); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteManifest(ctx, filepath.Join(dir, "2"), NewManifest(prov, []ShardInfo{b, a})); err != nil {
-		t.Fatal(err)
-	}
-	j1, _ := os.ReadFile(filepath.Join(dir, "1", ManifestFile))
-	j2, _ := os.ReadFile(filepath.Join(dir, "2", ManifestFile))
-	if !bytes.Equal(j1, j2) {
-		t.Fatalf("manifests differ:\n%s\n%s", j1, j2)
-	}
-}
-
-// dirFiles lists every file under dir, temporary ones included.
-func dirFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			out = append(out, filepath.Base(p))
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	stagetest.Deterministic(t, ".parquet", makeRecords(400, 384, 4), makeRecords(400, 384, 4), func(r Record) string { return r.Row.ID },
+		func(uri string, recs []Record) (ShardInfo, error) { return WriteShard(ctx, uri, recs, prov) },
+		func(dir string, shards []ShardInfo) error { return WriteManifest(ctx, dir, NewManifest(prov, shards)) })
 }
 
 func TestWriteShardRejectsBadRecords(t *testing.T) {
@@ -328,7 +277,7 @@ func TestWriteShardRejectsBadRecords(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, s)
 				}
 			}
-			if files := dirFiles(t, dir); len(files) != 0 {
+			if files := stagetest.DirFiles(t, dir); len(files) != 0 {
 				t.Errorf("failed write left files %v", files)
 			}
 		})
@@ -355,7 +304,7 @@ func TestFailedWriteKeepsPreviousFile(t *testing.T) {
 	if !bytes.Equal(before, after) {
 		t.Fatal("failed write changed the published file")
 	}
-	if files := dirFiles(t, dir); !slices.Equal(files, []string{ShardName(0, 1)}) {
+	if files := stagetest.DirFiles(t, dir); !slices.Equal(files, []string{ShardName(0, 1)}) {
 		t.Fatalf("files after failed write: %v", files)
 	}
 }
@@ -457,7 +406,7 @@ func rewriteShard(t *testing.T, dir string, i, n int, prov Provenance) {
 	t.Helper()
 	var recs []Record
 	for _, r := range makeRecords(20, 2, 1) {
-		if shardOf(r.Row.ID, n) == i {
+		if stagetest.ShardOf(r.Row.ID, n) == i {
 			recs = append(recs, r)
 		}
 	}
@@ -588,7 +537,7 @@ func TestRolesIn(t *testing.T) {
 		}
 		want := make([]Roles, 3)
 		for _, rec := range recs {
-			s := &want[shardOf(rec.Row.ID, 3)]
+			s := &want[stagetest.ShardOf(rec.Row.ID, 3)]
 			if rec.Row.Queries() {
 				s.Queries++
 			}

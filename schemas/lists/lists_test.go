@@ -25,6 +25,7 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/blob/blobtest"
 	"github.com/stirpipe/stirpipe/schemas/internal/pqfile"
+	"github.com/stirpipe/stirpipe/schemas/internal/stagetest"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
 )
 
@@ -462,57 +463,14 @@ func TestDeterministic(t *testing.T) {
 	ctx := context.Background()
 	for _, ext := range []string{ExtParquet, ExtArrow} {
 		for _, stage := range []string{StageNeighbors, StageReranked} {
-			dir := t.TempDir()
 			prov := testProvenance(stage, 50)
-			recs := makeRecords(300, prov, 5)
-			a, err := WriteFile(ctx, filepath.Join(dir, "a"+ext), recs, prov)
-			if err != nil {
-				t.Fatal(err)
-			}
-			shuffled := slices.Clone(recs)
-			rand.New(rand.NewPCG(9, 9)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-			b, err := WriteFile(ctx, filepath.Join(dir, "b"+ext), shuffled, prov)
-			if err != nil {
-				t.Fatal(err)
-			}
-			da, _ := os.ReadFile(filepath.Join(dir, "a"+ext))
-			db, _ := os.ReadFile(filepath.Join(dir, "b"+ext))
-			if !bytes.Equal(da, db) || a.SHA256 != b.SHA256 || a.Bytes != b.Bytes || a.Bytes != int64(len(da)) {
-				t.Fatalf("%s %s: same records in another order gave different files: %+v vs %+v", ext, stage, a, b)
-			}
-			if again := makeRecords(300, prov, 5); !slices.EqualFunc(recs, again, func(x, y Record) bool { return x.QueryID == y.QueryID }) {
-				t.Fatalf("%s %s: WriteFile reordered the caller's slice", ext, stage)
-			}
-			a.File, b.File = "part-00000-of-00002"+ext, "part-00001-of-00002"+ext
-			if err := WriteManifest(ctx, filepath.Join(dir, "1"), NewManifest(prov, []ShardInfo{a, b})); err != nil {
-				t.Fatal(err)
-			}
-			if err := WriteManifest(ctx, filepath.Join(dir, "2"), NewManifest(prov, []ShardInfo{b, a})); err != nil {
-				t.Fatal(err)
-			}
-			j1, _ := os.ReadFile(filepath.Join(dir, "1", ManifestFile))
-			j2, _ := os.ReadFile(filepath.Join(dir, "2", ManifestFile))
-			if !bytes.Equal(j1, j2) {
-				t.Fatalf("manifests differ:\n%s\n%s", j1, j2)
-			}
+			t.Run(ext+" "+stage, func(t *testing.T) {
+				stagetest.Deterministic(t, ext, makeRecords(300, prov, 5), makeRecords(300, prov, 5), func(r Record) string { return r.QueryID },
+					func(uri string, recs []Record) (ShardInfo, error) { return WriteFile(ctx, uri, recs, prov) },
+					func(dir string, shards []ShardInfo) error { return WriteManifest(ctx, dir, NewManifest(prov, shards)) })
+			})
 		}
 	}
-}
-
-// dirFiles lists every file under dir, temporary ones included.
-func dirFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			out = append(out, filepath.Base(p))
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // validRecords returns three valid records sorted by id: q1 with 3 neighbours, 2 of them
@@ -619,7 +577,7 @@ func TestWriteRejectsBadRecords(t *testing.T) {
 						t.Errorf("error %q does not mention %q", err, s)
 					}
 				}
-				if files := dirFiles(t, dir); len(files) != 0 {
+				if files := stagetest.DirFiles(t, dir); len(files) != 0 {
 					t.Errorf("failed write left files %v", files)
 				}
 			})
@@ -661,7 +619,7 @@ func TestWrongExtension(t *testing.T) {
 			t.Errorf("got %v, want an error mentioning %q", err, tc.want)
 		}
 	}
-	if files := dirFiles(t, dir); len(files) != 0 {
+	if files := stagetest.DirFiles(t, dir); len(files) != 0 {
 		t.Errorf("files written: %v", files)
 	}
 }
@@ -779,7 +737,7 @@ func TestFailedWriteKeepsPreviousFile(t *testing.T) {
 		if !bytes.Equal(before, after) {
 			t.Fatalf("%s: failed write changed the published file", ext)
 		}
-		if files := dirFiles(t, dir); !slices.Equal(files, []string{ShardName(0, 1, ext)}) {
+		if files := stagetest.DirFiles(t, dir); !slices.Equal(files, []string{ShardName(0, 1, ext)}) {
 			t.Fatalf("%s: files after failed write: %v", ext, files)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/internal/stagetest"
 )
 
 func TestMerge(t *testing.T) {
@@ -83,12 +84,6 @@ type galleryItem struct {
 	label int64
 }
 
-func shardOf(id string, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return int(h.Sum32() % uint32(n))
-}
-
 // topK ranks the given gallery items for a query by CompareNeighbors and keeps k; its
 // n_relevant counts the items with the query's label, the query itself excluded.
 func topK(query Record, items []galleryItem, dist func(q, g string) float32, k int) Record {
@@ -132,7 +127,7 @@ func newSearchFixture(nq, ng, nShards int, seed uint64) searchFixture {
 	for i := range ng {
 		g := galleryItem{fmt.Sprintf("item-%04d", i), int64(i / 5)}
 		f.all = append(f.all, g)
-		f.shards[shardOf(g.id, nShards)] = append(f.shards[shardOf(g.id, nShards)], g)
+		f.shards[stagetest.ShardOf(g.id, nShards)] = append(f.shards[stagetest.ShardOf(g.id, nShards)], g)
 	}
 	for i := range nq {
 		// Queries are gallery items too (SOP style), so self-exclusion matters.
