@@ -163,15 +163,8 @@ func Embed(s beam.Scope, p *EmbedPlan) {
 	o := p.Options
 	rows := catalogio.Read(s, p.Catalog)
 	embs, rejs := embed.Embed(s, rows, embed.Config{
-		Model:       o.Model,
-		ModelSHA256: p.Provenance.ModelSHA256,
-		Root:        o.Root,
-		BatchSize:   o.BatchSize,
-		Runtime:     o.Runtime,
-		Library:     o.Workers.library(o.Library),
-		Limits:      o.Limits,
-		Total:       p.Catalog.Rows,
-		Progress:    o.Progress,
+		Config:    o.imageWork(o.Model, p.Provenance.ModelSHA256, o.Root, p.Catalog.Rows),
+		BatchSize: o.BatchSize,
 	})
 	sink.Embeddings(s, embs, blob.Join(o.Output, EmbeddingsDir), o.EmbeddingShards, p.Provenance)
 	sink.Rejects(s, rejs, RejectsFile(o.Output, embed.StageEmbed))

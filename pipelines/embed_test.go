@@ -24,6 +24,13 @@ import (
 
 func TestMain(m *testing.M) { blobtest.Main(func() int { return ptest.MainRet(m) }, "bucket") }
 
+// runOnPrism builds a stage's pipeline and runs it on prism.
+func runOnPrism(st Stage) error {
+	p, s := beam.NewPipelineWithRoot()
+	st.Build(s)
+	return ptest.Run(p)
+}
+
 // generate writes a small catalog with broken files into a fresh directory.
 func generate(t *testing.T) (string, *synth.Summary) {
 	t.Helper()
@@ -61,9 +68,7 @@ func run(t *testing.T, o EmbedOptions) *EmbedPlan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, s := beam.NewPipelineWithRoot()
-	Embed(s, plan)
-	if err := ptest.Run(p); err != nil {
+	if err := runOnPrism(plan); err != nil {
 		t.Fatal(err)
 	}
 	return plan
@@ -208,9 +213,7 @@ func TestWorkersRefuseAnotherModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan.Provenance.ModelSHA256 = strings.Repeat("0", 64)
-	p, s := beam.NewPipelineWithRoot()
-	Embed(s, plan)
-	if err := ptest.Run(p); err == nil || !strings.Contains(err.Error(), "changed since the job was launched") {
+	if err := runOnPrism(plan); err == nil || !strings.Contains(err.Error(), "changed since the job was launched") {
 		t.Fatalf("run with another model's hash: %v, want a refusal", err)
 	}
 }

@@ -9,9 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
-
 	"github.com/stirpipe/stirpipe/models/metrics"
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/lists"
@@ -79,9 +76,7 @@ func TestEvaluatePipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, s := beam.NewPipelineWithRoot()
-	Evaluate(s, plan)
-	if err := ptest.Run(p); err != nil {
+	if err := runOnPrism(plan); err != nil {
 		t.Fatal(err)
 	}
 	doc := readDoc(t, out)
@@ -101,9 +96,7 @@ func TestEvaluatePipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, s = beam.NewPipelineWithRoot()
-	Evaluate(s, plan)
-	if err := ptest.Run(p); err != nil {
+	if err := runOnPrism(plan); err != nil {
 		t.Fatal(err)
 	}
 	doc = readDoc(t, out)
@@ -167,9 +160,7 @@ func TestWholeJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, s := beam.NewPipelineWithRoot()
-	Neighbors(s, np)
-	if err := ptest.Run(p); err != nil {
+	if err := runOnPrism(np); err != nil {
 		t.Fatal(err)
 	}
 	dir := blob.Join(out, NeighborsDir)
@@ -186,9 +177,7 @@ func TestWholeJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, s = beam.NewPipelineWithRoot()
-	Evaluate(s, ep)
-	if err := ptest.Run(p); err != nil {
+	if err := runOnPrism(ep); err != nil {
 		t.Fatal(err)
 	}
 	doc := readDoc(t, mf)

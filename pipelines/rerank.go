@@ -102,9 +102,8 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	}
 	return &RerankPlan{
 		Options: o, Files: files, Provenance: prov, Catalog: cat,
-		Config: rerank.Config{Model: o.Model, ModelSHA256: sha, Catalog: o.Catalog, Root: o.Root,
-			TopN: o.TopN, BatchPairs: o.BatchPairs, CacheImages: o.CacheImages, Runtime: o.Runtime, Library: o.Workers.library(o.Library),
-			Limits: o.Limits, Total: m.Rows, Progress: o.Progress},
+		Config: rerank.Config{Config: o.imageWork(o.Model, sha, o.Root, m.Rows), Catalog: o.Catalog,
+			TopN: o.TopN, BatchPairs: o.BatchPairs, CacheImages: o.CacheImages},
 	}, nil
 }
 

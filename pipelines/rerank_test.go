@@ -9,9 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
-
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/imageload"
 	"github.com/stirpipe/stirpipe/models/manifest"
@@ -38,9 +35,7 @@ func runRerank(t *testing.T, o RerankOptions) *RerankPlan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, s := beam.NewPipelineWithRoot()
-	Rerank(s, plan)
-	if err := ptest.Run(p); err != nil {
+	if err := runOnPrism(plan); err != nil {
 		t.Fatal(err)
 	}
 	return plan
@@ -56,9 +51,7 @@ func neighborsRun(t *testing.T) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, s := beam.NewPipelineWithRoot()
-	Neighbors(s, np)
-	if err := ptest.Run(p); err != nil {
+	if err := runOnPrism(np); err != nil {
 		t.Fatal(err)
 	}
 	return dir, out
@@ -73,9 +66,7 @@ func TestRerankWorkersRefuseAnotherModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan.Config.ModelSHA256 = strings.Repeat("0", 64)
-	p, s := beam.NewPipelineWithRoot()
-	Rerank(s, plan)
-	if err := ptest.Run(p); err == nil || !strings.Contains(err.Error(), "changed since the job was launched") {
+	if err := runOnPrism(plan); err == nil || !strings.Contains(err.Error(), "changed since the job was launched") {
 		t.Fatalf("run with another model's hash: %v, want a refusal", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/metrics"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
+	"github.com/stirpipe/stirpipe/transforms/imagework"
 )
 
 // Shared are the options that the stages of one job take from the same flags.
@@ -29,6 +30,14 @@ type Shared struct {
 	Progress bool
 	// Workers says where the work runs.
 	Workers Workers
+}
+
+// imageWork is the part of a stage's worker configuration that runs the image model
+// (sha256 is the ONNX file's hash at launch) over the catalog's images under root, for
+// total items.
+func (o Shared) imageWork(model, sha256, root string, total int64) imagework.Config {
+	return imagework.Config{Model: model, ModelSHA256: sha256, Root: root, Runtime: o.Runtime,
+		Library: o.Workers.library(o.Library), Limits: o.Limits, Total: total, Progress: o.Progress}
 }
 
 // A Stage is one checked stage of a job, ready to run: its Prepare function has read and

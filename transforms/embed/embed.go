@@ -18,11 +18,11 @@ import (
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/imageload"
 	"github.com/stirpipe/stirpipe/models/imagemodel"
-	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
+	"github.com/stirpipe/stirpipe/transforms/imagework"
 	"github.com/stirpipe/stirpipe/transforms/progress"
 )
 
@@ -55,25 +55,9 @@ func RejectedCounter(reason string) string { return "rejected_" + reason }
 
 // Config is the embedding stage's configuration; it travels to the workers.
 type Config struct {
-	// Model is the model manifest (or the ONNX file beside it), local or gs://.
-	Model string
-	// ModelSHA256 is the ONNX file's hex SHA-256 at launch; a worker whose copy differs
-	// stops ("" = unchecked).
-	ModelSHA256 string
-	// Root is the dataset root that catalog paths are relative to (local or gs://).
-	Root string
+	imagework.Config
 	// BatchSize is how many images go through the model in one forward pass.
 	BatchSize int
-	// Runtime configures ONNX Runtime sessions (threads, optimisation, provider).
-	Runtime ort.Options
-	// Library is the ONNX Runtime shared library ("" = ort's default search).
-	Library string
-	// Limits bound the bytes and pixels of any image before it is decoded.
-	Limits imageio.Limits
-	// Total is the number of rows expected, for progress reports (0 = unknown).
-	Total int64
-	// Progress turns on periodic progress lines on stderr (local runs).
-	Progress bool
 }
 
 // Validate checks the configuration without touching the model.
@@ -120,24 +104,12 @@ type embedFn struct {
 }
 
 func (fn *embedFn) Setup(ctx context.Context) error {
-	if err := ort.Init(fn.Config.Library); err != nil {
-		return err
-	}
-	m, err := manifest.Open(ctx, fn.Config.Model)
+	w, err := imagework.Open(ctx, fn.Config.Config, imagemodel.OpenEmbedder)
 	if err != nil {
 		return err
 	}
-	fn.model, err = imagemodel.OpenEmbedder(m, fn.Config.Runtime)
-	if err != nil {
-		return err
-	}
-	if err := manifest.CheckModel(fn.Config.Model, fn.Config.ModelSHA256, fn.model.ModelSHA256()); err != nil {
-		return err
-	}
-	if fn.images, err = imageload.New(fn.Config.Root, fn.Config.Limits, m.Preprocess); err != nil {
-		return err
-	}
-	fn.cpu = fn.model.Provider() == ort.ProviderCPU
+	fn.model, fn.images, fn.cpu = w.Model, w.Images, w.CPU
+	m := w.Manifest
 	fn.slot = 3 * m.Preprocess.CropSize * m.Preprocess.CropSize
 	fn.tensors = make([]float32, fn.Config.BatchSize*fn.slot)
 	for i := range fn.Config.BatchSize {

@@ -25,6 +25,7 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
+	"github.com/stirpipe/stirpipe/transforms/imagework"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }
@@ -105,8 +106,8 @@ func TestEmbedOnPrism(t *testing.T) {
 
 	p, s := beam.NewPipelineWithRoot()
 	rows := beam.CreateList(s, cat.Rows)
-	embs, rejs := Embed(s, rows, Config{Model: model, Root: dir, BatchSize: 3,
-		Runtime: ort.Options{IntraOpThreads: 2, GraphOptLevel: "all"}, Limits: imageio.DefaultLimits()})
+	embs, rejs := Embed(s, rows, Config{BatchSize: 3, Config: imagework.Config{Model: model, Root: dir,
+		Runtime: ort.Options{IntraOpThreads: 2, GraphOptLevel: "all"}, Limits: imageio.DefaultLimits()}})
 	passert.Equals(s, beam.ParDo(s, &matchFn{Want: want}, embs), wantOK...)
 	passert.Equals(s, beam.ParDo(s, rejectKey, rejs), wantRejects...)
 	ptest.RunAndValidate(t, p)
@@ -155,11 +156,11 @@ func directEmbeddings(t *testing.T, model, root string, rows []catalog.Row) map[
 }
 
 func TestConfigValidate(t *testing.T) {
-	good := Config{Model: "m.json", Root: "/data", BatchSize: 8}
+	good := Config{Config: imagework.Config{Model: "m.json", Root: "/data"}, BatchSize: 8}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
-	bad := Config{BatchSize: 0, Runtime: ort.Options{Provider: "tpu"}}
+	bad := Config{BatchSize: 0, Config: imagework.Config{Runtime: ort.Options{Provider: "tpu"}}}
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")

@@ -18,15 +18,14 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
-	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/imageload"
-	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/pairwise"
 	"github.com/stirpipe/stirpipe/models/stir"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
+	"github.com/stirpipe/stirpipe/transforms/imagework"
 	"github.com/stirpipe/stirpipe/transforms/progress"
 )
 
@@ -71,17 +70,12 @@ var (
 	batchLatency    = beam.NewDistribution(Stage, MetricBatchLatency)
 )
 
-// Config configures the rerank stage; it travels to the workers.
+// Config configures the rerank stage; it travels to the workers. Its Total counts the
+// queries.
 type Config struct {
-	// Model is the pairwise model's manifest (or the ONNX file beside it), local or gs://.
-	Model string
-	// ModelSHA256 is the ONNX file's hex SHA-256 at launch; a worker whose copy differs
-	// stops ("" = unchecked).
-	ModelSHA256 string
+	imagework.Config
 	// Catalog names the catalog the rows come from, for messages.
 	Catalog string
-	// Root is the dataset root of the catalog's image paths.
-	Root string
 	// TopN is the number of head candidates rescored per query (≥ 1).
 	TopN int
 	// BatchPairs is the number of pairs per forward pass (whole queries are batched
@@ -89,14 +83,6 @@ type Config struct {
 	BatchPairs int
 	// CacheImages bounds the preprocessed images kept per bundle.
 	CacheImages int
-	// Runtime and Library configure ONNX Runtime.
-	Runtime ort.Options
-	Library string
-	// Limits bound image bytes and pixels.
-	Limits imageio.Limits
-	// Total is the number of queries, for progress lines; Progress turns them on.
-	Total    int64
-	Progress bool
 }
 
 // Validate checks the configuration without touching the model.
@@ -178,24 +164,12 @@ type job struct {
 }
 
 func (fn *rerankFn) Setup(ctx context.Context) error {
-	if err := ort.Init(fn.Config.Library); err != nil {
-		return err
-	}
-	m, err := manifest.Open(ctx, fn.Config.Model)
+	w, err := imagework.Open(ctx, fn.Config.Config, pairwise.Open)
 	if err != nil {
 		return err
 	}
-	if fn.scorer, err = pairwise.Open(m, fn.Config.Runtime); err != nil {
-		return err
-	}
-	if err := manifest.CheckModel(fn.Config.Model, fn.Config.ModelSHA256, fn.scorer.ModelSHA256()); err != nil {
-		return err
-	}
+	fn.scorer, fn.images, fn.cpu = w.Model, w.Images, w.CPU
 	fn.score = fn.scorer.Score
-	fn.cpu = fn.scorer.Provider() == ort.ProviderCPU
-	if fn.images, err = imageload.New(fn.Config.Root, fn.Config.Limits, m.Preprocess); err != nil {
-		return err
-	}
 	fn.slot = fn.images.TensorLen()
 	fn.q = make([]float32, 0, fn.Config.BatchPairs*fn.slot)
 	fn.c = make([]float32, 0, fn.Config.BatchPairs*fn.slot)
