@@ -99,7 +99,7 @@ func Inspect(modelPath string) (inputs, outputs []TensorInfo, err error) {
 
 // GraphError reports requested input or output names that the graph lacks or that are not
 // float32 tensors. It carries the graph's real inputs and outputs so callers can explain the
-// mismatch in their own terms (e.g. models/embedder names manifest fields).
+// mismatch in their own terms (e.g. models/imagemodel names manifest fields).
 type GraphError struct {
 	// Model is the ONNX file.
 	Model string

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Builds the tiny ONNX test graphs used by models/ort and models/embedder tests.
+"""Builds the tiny ONNX test graphs used by models/ort and models/imagemodel tests.
 
 Dev-time only: run with Debian's /usr/bin/python3 (python3-onnx, python3-numpy):
 
