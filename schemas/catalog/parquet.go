@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,7 +24,7 @@ const parquetBatch = 64 << 10
 // name is used in messages and as Catalog.URI. Like Parse, it checks paths only lexically.
 func ParseParquet(name string, data []byte) (*Catalog, error) {
 	ps := &problems{file: name, unit: "row"}
-	res, err := withParquet(name, data, func(fr *pqarrow.FileReader) (parsed, error) {
+	res, err := withParquet(name, bytes.NewReader(data), func(fr *pqarrow.FileReader) (parsed, error) {
 		return parseParquet(fr, ps, parquetPass{})
 	})
 	if err != nil {

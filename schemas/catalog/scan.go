@@ -11,10 +11,12 @@ import (
 	"io"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/internal/pqfile"
 )
 
 // Scan is a catalog that was read once and validated as a whole without keeping its rows,
@@ -133,13 +135,21 @@ func (s *Scan) scanCSV(ctx context.Context, rowsPerPiece int64) error {
 	return nil
 }
 
+// scanParquet validates a Parquet catalog read in place (a gs:// one by ranged requests),
+// one record batch at a time, then hashes its bytes in a second streaming pass.
 func (s *Scan) scanParquet(ctx context.Context, rowsPerPiece int64) error {
-	data, err := blob.ReadFile(ctx, s.URI)
+	src, closeSrc, err := parquetSource(ctx, s.URI)
 	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
+		return err
 	}
+	defer closeSrc()
 	ps := &problems{file: s.URI, unit: "row"}
-	res, err := withParquet(s.URI, data, func(fr *pqarrow.FileReader) (parsed, error) {
+	var groups []int64 // rows per row group
+	res, err := withParquet(s.URI, src, func(fr *pqarrow.FileReader) (parsed, error) {
+		md := fr.ParquetReader().MetaData()
+		for g := range md.NumRowGroups() {
+			groups = append(groups, md.RowGroup(g).NumRows())
+		}
 		return parseParquet(fr, ps, parquetPass{emit: func(Row) {}})
 	})
 	if err != nil {
@@ -148,14 +158,8 @@ func (s *Scan) scanParquet(ctx context.Context, rowsPerPiece int64) error {
 	if err := ps.result(); err != nil {
 		return err
 	}
-	pf, err := file.NewParquetReader(bytes.NewReader(data))
-	if err != nil {
-		return fmt.Errorf("catalog %s: %w: %w", s.URI, ErrSyntax, err)
-	}
-	defer pf.Close()
 	open := Piece{First: 1}
-	for g := range pf.NumRowGroups() {
-		n := pf.MetaData().RowGroup(g).NumRows()
+	for g, n := range groups {
 		open.RowGroups = append(open.RowGroups, g)
 		open.Rows += n
 		s.Rows += n
@@ -167,9 +171,22 @@ func (s *Scan) scanParquet(ctx context.Context, rowsPerPiece int64) error {
 	if open.Rows > 0 {
 		s.Pieces = append(s.Pieces, open)
 	}
-	sum := sha256.Sum256(data)
-	s.HasIDs, s.Snapshot = res.hasIDs, "sha256:"+hex.EncodeToString(sum[:])
-	return nil
+	s.HasIDs = res.hasIDs
+	s.Snapshot, err = SnapshotOf(ctx, s.URI)
+	return err
+}
+
+// parquetSource opens a Parquet catalog for random access without reading it whole.
+func parquetSource(ctx context.Context, uri string) (parquet.ReaderAtSeeker, func(), error) {
+	src, _, err := pqfile.RangedSource(ctx, uri)
+	if err != nil {
+		return nil, nil, fmt.Errorf("catalog: %w", err)
+	}
+	return src, func() {
+		if c, ok := src.(io.Closer); ok {
+			c.Close()
+		}
+	}, nil
 }
 
 // ReadPiece calls fn with every row of piece i, in file order. It refuses a file that
@@ -206,11 +223,12 @@ func (s *Scan) ReadPiece(ctx context.Context, i int, fn func(Row)) error {
 		}
 	} else {
 		ps = &problems{file: s.URI, unit: "row"}
-		data, err := blob.ReadFile(ctx, s.URI)
+		src, closeSrc, err := parquetSource(ctx, s.URI)
 		if err != nil {
-			return fmt.Errorf("catalog: %w", err)
+			return err
 		}
-		_, err = withParquet(s.URI, data, func(fr *pqarrow.FileReader) (parsed, error) {
+		defer closeSrc()
+		_, err = withParquet(s.URI, src, func(fr *pqarrow.FileReader) (parsed, error) {
 			return parseParquet(fr, ps, parquetPass{rowGroups: p.RowGroups, firstRow: p.First, emit: count})
 		})
 		if err != nil {
@@ -226,15 +244,15 @@ func (s *Scan) ReadPiece(ctx context.Context, i int, fn func(Row)) error {
 	return nil
 }
 
-// withParquet opens data as a Parquet file and runs parse on it, reporting a decoder panic
+// withParquet opens src as a Parquet file and runs parse on it, reporting a decoder panic
 // on corrupt input as a malformed file.
-func withParquet(name string, data []byte, parse func(*pqarrow.FileReader) (parsed, error)) (res parsed, err error) {
+func withParquet(name string, src parquet.ReaderAtSeeker, parse func(*pqarrow.FileReader) (parsed, error)) (res parsed, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			res, err = parsed{}, fmt.Errorf("catalog %s: %w: Parquet decoder failed: %v", name, ErrSyntax, p)
 		}
 	}()
-	pf, err := file.NewParquetReader(bytes.NewReader(data))
+	pf, err := file.NewParquetReader(src)
 	if err != nil {
 		return parsed{}, fmt.Errorf("catalog %s: %w: not a readable Parquet file: %w", name, ErrSyntax, err)
 	}

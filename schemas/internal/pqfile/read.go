@@ -56,14 +56,24 @@ func Open(ctx context.Context, uri string) (*File, error) {
 // OpenRanged is Open for a reader of a few columns: a gs:// object is read by ranged
 // requests, only the footer and the column chunks asked for, instead of whole.
 func OpenRanged(ctx context.Context, uri string) (*File, error) {
-	if !blob.IsGCS(uri) {
-		return Open(ctx, uri)
-	}
-	size, err := blob.Size(ctx, uri)
+	src, size, err := RangedSource(ctx, uri)
 	if err != nil {
 		return nil, err
 	}
-	return open(uri, &rangedObject{ctx: ctx, uri: uri, size: size}, size)
+	return open(uri, src, size)
+}
+
+// RangedSource opens uri for random access without reading it whole: a local file in
+// place, a gs:// object by ranged requests. Close the result if it is an io.Closer.
+func RangedSource(ctx context.Context, uri string) (ipc.ReadAtSeeker, int64, error) {
+	if !blob.IsGCS(uri) {
+		return openSource(ctx, uri)
+	}
+	size, err := blob.Size(ctx, uri)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &rangedObject{ctx: ctx, uri: uri, size: size}, size, nil
 }
 
 func open(uri string, src ipc.ReadAtSeeker, size int64) (*File, error) {
