@@ -24,9 +24,12 @@ func TestScanPiecesGiveLoadsRows(t *testing.T) {
 	csvText = strings.Replace(csvText, `"a, b"`, "\"a,\nb\"", 7)
 	csvText = strings.Replace(csvText, "\nimg/004", "\n\n\nimg/004", 1)
 	csvData := append(append([]byte{}, utf8BOM...), csvText...)
+	// Windows line ends, and no line end after the last row.
+	crlf := []byte(strings.TrimSuffix(strings.ReplaceAll(csvText, "\n", "\r\n"), "\r\n"))
 	dir := t.TempDir()
 	files := map[string][]byte{
 		filepath.Join(dir, "cat.csv"):              csvData,
+		filepath.Join(dir, "crlf.csv"):             crlf,
 		filepath.Join(dir, "cat.parquet"):          sampleParquet(t, rows, 6),
 		"gs://" + testBucket + "/scan/cat.csv":     csvData,
 		"gs://" + testBucket + "/scan/cat.parquet": sampleParquet(t, rows, 6),
