@@ -96,7 +96,7 @@ func usage(w *os.File) {
 	fmt.Fprintln(w, "\nUsage: stir COMMAND [flags]    (stir COMMAND --help lists a command's flags)")
 	fmt.Fprintln(w, "\nCommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 }
 
