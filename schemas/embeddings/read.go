@@ -131,38 +131,13 @@ type columns struct {
 
 func bindColumns(rec arrow.RecordBatch, uri string) (*columns, error) {
 	c := &columns{}
-	var errs []error
-	str := func(dst **array.String, name string) {
-		a, err := pqfile.Column[*array.String](rec, uri, name)
-		*dst = a
-		errs = append(errs, err)
-	}
-	i64 := func(dst **array.Int64, name string) {
-		a, err := pqfile.Column[*array.Int64](rec, uri, name)
-		*dst = a
-		errs = append(errs, err)
-	}
-	boolean := func(dst **array.Boolean, name string) {
-		a, err := pqfile.Column[*array.Boolean](rec, uri, name)
-		*dst = a
-		errs = append(errs, err)
-	}
-	str(&c.id, colItemID)
-	str(&c.path, colPath)
-	str(&c.split, colSplit)
-	str(&c.category, colCategory)
-	str(&c.sequence, colSequence)
-	i64(&c.label, colLabel)
-	i64(&c.x1, colX1)
-	i64(&c.y1, colY1)
-	i64(&c.x2, colX2)
-	i64(&c.y2, colY2)
-	i64(&c.line, colLine)
-	boolean(&c.isQuery, colIsQuery)
-	boolean(&c.isGallery, colIsGallery)
-	emb, err := pqfile.Column[*array.FixedSizeList](rec, uri, colEmbedding)
-	errs = append(errs, err)
-	if err := errors.Join(errs...); err != nil {
+	var emb *array.FixedSizeList
+	err := pqfile.BindColumns(rec, uri, []pqfile.Col{{Name: colItemID, Dst: &c.id}, {Name: colPath, Dst: &c.path},
+		{Name: colSplit, Dst: &c.split}, {Name: colCategory, Dst: &c.category}, {Name: colSequence, Dst: &c.sequence},
+		{Name: colLabel, Dst: &c.label}, {Name: colX1, Dst: &c.x1}, {Name: colY1, Dst: &c.y1},
+		{Name: colX2, Dst: &c.x2}, {Name: colY2, Dst: &c.y2}, {Name: colLine, Dst: &c.line},
+		{Name: colIsQuery, Dst: &c.isQuery}, {Name: colIsGallery, Dst: &c.isGallery}, {Name: colEmbedding, Dst: &emb}}...)
+	if err != nil {
 		return nil, err
 	}
 	vals, ok := emb.ListValues().(*array.Float32)

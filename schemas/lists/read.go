@@ -125,30 +125,13 @@ type columns struct {
 
 func bindColumns(rec arrow.RecordBatch, uri string, reranked bool) (*columns, error) {
 	c := &columns{}
-	var errs []error
-	bind := func(err error) { errs = append(errs, err) }
-	var err error
-	c.id, err = pqfile.Column[*array.String](rec, uri, colQueryID)
-	bind(err)
-	c.category, err = pqfile.Column[*array.String](rec, uri, colQueryCategory)
-	bind(err)
-	c.sequence, err = pqfile.Column[*array.String](rec, uri, colQuerySequence)
-	bind(err)
-	c.label, err = pqfile.Column[*array.Int64](rec, uri, colQueryLabel)
-	bind(err)
-	c.nRelevant, err = pqfile.Column[*array.Int64](rec, uri, colNRelevant)
-	bind(err)
-	c.ids, err = pqfile.Column[*array.List](rec, uri, colNeighborIDs)
-	bind(err)
-	c.labels, err = pqfile.Column[*array.List](rec, uri, colNeighborLabels)
-	bind(err)
-	c.dists, err = pqfile.Column[*array.List](rec, uri, colDistances)
-	bind(err)
+	cols := []pqfile.Col{{Name: colQueryID, Dst: &c.id}, {Name: colQueryCategory, Dst: &c.category}, {Name: colQuerySequence, Dst: &c.sequence},
+		{Name: colQueryLabel, Dst: &c.label}, {Name: colNRelevant, Dst: &c.nRelevant}, {Name: colNeighborIDs, Dst: &c.ids},
+		{Name: colNeighborLabels, Dst: &c.labels}, {Name: colDistances, Dst: &c.dists}}
 	if reranked {
-		c.scores, err = pqfile.Column[*array.List](rec, uri, colPairScores)
-		bind(err)
+		cols = append(cols, pqfile.Col{Name: colPairScores, Dst: &c.scores})
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := pqfile.BindColumns(rec, uri, cols...); err != nil {
 		return nil, err
 	}
 	// The schema was checked, so the list values have the expected types.

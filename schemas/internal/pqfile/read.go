@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
@@ -247,6 +248,34 @@ func Column[A arrow.Array](rec arrow.RecordBatch, uri, name string) (A, error) {
 		return zero, fmt.Errorf("%s: column %q has type %s, want %T", uri, name, rec.Column(idx[0]).DataType(), zero)
 	}
 	return a, nil
+}
+
+// Col names a column and where BindColumns puts it: a pointer to a variable of the
+// column's typed array, e.g. **array.String.
+type Col struct {
+	Name string
+	Dst  any
+}
+
+// BindColumns sets every destination to its column of rec, as Column does, and reports
+// every missing or mistyped column at once.
+func BindColumns(rec arrow.RecordBatch, uri string, cols ...Col) error {
+	var errs []error
+	for _, c := range cols {
+		dst := reflect.ValueOf(c.Dst).Elem()
+		idx := rec.Schema().FieldIndices(c.Name)
+		if len(idx) != 1 {
+			errs = append(errs, fmt.Errorf("%s: want exactly one column %q, found %d", uri, c.Name, len(idx)))
+			continue
+		}
+		col := reflect.ValueOf(rec.Column(idx[0]))
+		if !col.Type().AssignableTo(dst.Type()) {
+			errs = append(errs, fmt.Errorf("%s: column %q has type %s, want %s", uri, c.Name, rec.Column(idx[0]).DataType(), dst.Type()))
+			continue
+		}
+		dst.Set(col)
+	}
+	return errors.Join(errs...)
 }
 
 // CheckFields reports every difference between the fields of got and want (names, types,
