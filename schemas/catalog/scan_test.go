@@ -42,10 +42,21 @@ func TestScanPiecesGiveLoadsRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, per := range []int64{1, 7, 40, 1000} {
+		for _, c := range []struct {
+			per     int64
+			regroup int
+		}{{1, 0}, {7, 0}, {40, 0}, {1000, 0}, {1, 3}, {7, 2}, {6, 100}} {
+			per := c.per
 			s, err := ScanFile(ctx, uri, Options{}, per)
 			if err != nil {
 				t.Fatalf("%s: %v", uri, err)
+			}
+			if before := len(s.Pieces); c.regroup > 0 {
+				s.Regroup(c.regroup)
+				if want := min(c.regroup, before); len(s.Pieces) != want {
+					t.Errorf("%s: %d pieces regrouped into %d, want %d", uri, before, len(s.Pieces), want)
+				}
+				per = s.Rows // a merged piece holds what it holds
 			}
 			if s.Snapshot != want.Snapshot || s.Rows != int64(len(want.Rows)) || s.HasIDs != want.HasIDs || s.Format != want.Format {
 				t.Errorf("%s: scan %s, %d rows, ids %v, %s; Load %s, %d rows, ids %v, %s", uri, s.Snapshot, s.Rows, s.HasIDs, s.Format,
@@ -61,7 +72,7 @@ func TestScanPiecesGiveLoadsRows(t *testing.T) {
 				}
 			}
 			if !reflect.DeepEqual(got, want.Rows) {
-				t.Errorf("%s, %d rows a piece: the pieces' rows differ from Load's", uri, per)
+				t.Errorf("%s, %d rows a piece, regrouped into %d: the pieces' rows differ from Load's", uri, c.per, c.regroup)
 				for i := range min(len(got), len(want.Rows)) {
 					if !reflect.DeepEqual(got[i], want.Rows[i]) {
 						t.Fatalf("first difference, row %d:\n got %+v\nwant %+v", i, got[i], want.Rows[i])
