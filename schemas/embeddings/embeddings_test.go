@@ -1,9 +1,7 @@
 package embeddings
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -213,18 +211,7 @@ func TestEachStopsOnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := errors.New("stop")
-	calls := 0
-	err = r.Each(ctx, func(Record) error {
-		calls++
-		if calls == 7 {
-			return stop
-		}
-		return nil
-	})
-	if !errors.Is(err, stop) || calls != 7 {
-		t.Fatalf("Each returned %v after %d calls, want the callback's error after 7", err, calls)
-	}
+	stagetest.EachStopsOnError(t, func(fn func(Record) error) error { return r.Each(ctx, fn) }, 7)
 }
 
 func TestDeterministic(t *testing.T) {
@@ -285,28 +272,11 @@ func TestWriteShardRejectsBadRecords(t *testing.T) {
 }
 
 func TestFailedWriteKeepsPreviousFile(t *testing.T) {
-	// A write interrupted after the Parquet writer started (here: cancelled context) must
-	// leave neither a temporary file nor a changed file under the final name.
-	dir := t.TempDir()
-	uri := filepath.Join(dir, ShardName(0, 1))
 	prov := testProvenance(8)
-	if _, err := WriteShard(context.Background(), uri, makeRecords(10, 8, 6), prov); err != nil {
-		t.Fatal(err)
-	}
-	before, _ := os.ReadFile(uri)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err := WriteShard(ctx, uri, makeRecords(20, 8, 7), prov)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("WriteShard with a cancelled context: %v, want context.Canceled", err)
-	}
-	after, _ := os.ReadFile(uri)
-	if !bytes.Equal(before, after) {
-		t.Fatal("failed write changed the published file")
-	}
-	if files := stagetest.DirFiles(t, dir); !slices.Equal(files, []string{ShardName(0, 1)}) {
-		t.Fatalf("files after failed write: %v", files)
-	}
+	stagetest.FailedWriteKeepsPrevious(t, filepath.Join(t.TempDir(), ShardName(0, 1)), makeRecords(10, 8, 6), makeRecords(20, 8, 7),
+		func(ctx context.Context, uri string, recs []Record) (ShardInfo, error) {
+			return WriteShard(ctx, uri, recs, prov)
+		})
 }
 
 func TestFixedSizeListPreserved(t *testing.T) {

@@ -1,7 +1,6 @@
 package lists
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -702,44 +701,18 @@ func TestEachStopsOnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := errors.New("stop")
-	calls := 0
-	err = r.Each(ctx, func(Record) error {
-		calls++
-		if calls == 20 {
-			return stop
-		}
-		return nil
-	})
-	if !errors.Is(err, stop) || calls != 20 {
-		t.Fatalf("Each returned %v after %d calls, want the callback's error after 20", err, calls)
-	}
+	stagetest.EachStopsOnError(t, func(fn func(Record) error) error { return r.Each(ctx, fn) }, 20)
 }
 
 func TestFailedWriteKeepsPreviousFile(t *testing.T) {
-	// A write interrupted after the format writer started (here: cancelled context) leaves
-	// neither a temporary file nor a changed file under the final name.
+	prov := testProvenance(StageNeighbors, 8)
 	for _, ext := range []string{ExtParquet, ExtArrow} {
-		dir := t.TempDir()
-		uri := filepath.Join(dir, ShardName(0, 1, ext))
-		prov := testProvenance(StageNeighbors, 8)
-		if _, err := WriteFile(context.Background(), uri, makeRecords(10, prov, 6), prov); err != nil {
-			t.Fatal(err)
-		}
-		before, _ := os.ReadFile(uri)
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		_, err := WriteFile(ctx, uri, makeRecords(20, prov, 7), prov)
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("%s: write with a cancelled context: %v, want context.Canceled", ext, err)
-		}
-		after, _ := os.ReadFile(uri)
-		if !bytes.Equal(before, after) {
-			t.Fatalf("%s: failed write changed the published file", ext)
-		}
-		if files := stagetest.DirFiles(t, dir); !slices.Equal(files, []string{ShardName(0, 1, ext)}) {
-			t.Fatalf("%s: files after failed write: %v", ext, files)
-		}
+		t.Run(ext, func(t *testing.T) {
+			stagetest.FailedWriteKeepsPrevious(t, filepath.Join(t.TempDir(), ShardName(0, 1, ext)), makeRecords(10, prov, 6), makeRecords(20, prov, 7),
+				func(ctx context.Context, uri string, recs []Record) (ShardInfo, error) {
+					return WriteFile(ctx, uri, recs, prov)
+				})
+		})
 	}
 }
 

@@ -3,6 +3,8 @@ package stagetest
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"hash/fnv"
 	"math/rand/v2"
 	"os"
@@ -73,5 +75,46 @@ func Deterministic[R any](t *testing.T, ext string, recs, fresh []R, id func(R) 
 	j2, _ := os.ReadFile(filepath.Join(dir, "2", pqfile.ManifestFile))
 	if !bytes.Equal(j1, j2) {
 		t.Fatalf("manifests differ:\n%s\n%s", j1, j2)
+	}
+}
+
+// EachStopsOnError checks that an iteration stops at its callback's first error, the
+// at-th record, and returns that error.
+func EachStopsOnError[R any](t *testing.T, each func(fn func(R) error) error, at int) {
+	t.Helper()
+	stop := errors.New("stop")
+	calls := 0
+	err := each(func(R) error {
+		calls++
+		if calls == at {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != at {
+		t.Fatalf("Each returned %v after %d calls, want the callback's error after %d", err, calls, at)
+	}
+}
+
+// FailedWriteKeepsPrevious checks that a write interrupted after the format writer started
+// (here: a cancelled context) leaves neither a temporary file nor a changed file under the
+// final name: write first, then fail to write second over it.
+func FailedWriteKeepsPrevious[R any](t *testing.T, uri string, first, second []R, write func(ctx context.Context, uri string, recs []R) (pqfile.Info, error)) {
+	t.Helper()
+	if _, err := write(context.Background(), uri, first); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(uri)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := write(ctx, uri, second); !errors.Is(err, context.Canceled) {
+		t.Fatalf("write with a cancelled context: %v, want context.Canceled", err)
+	}
+	after, _ := os.ReadFile(uri)
+	if !bytes.Equal(before, after) {
+		t.Fatal("failed write changed the published file")
+	}
+	if files := DirFiles(t, filepath.Dir(uri)); !slices.Equal(files, []string{filepath.Base(uri)}) {
+		t.Fatalf("files after failed write: %v", files)
 	}
 }
