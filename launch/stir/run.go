@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 
 	"github.com/stirpipe/stirpipe/pipelines"
@@ -28,12 +29,11 @@ func runFlags(fs *flag.FlagSet) func(context.Context) error {
 		if j.Embed.Workers, err = placeWorkers(paths, j.Embed.Runtime.Provider); err != nil {
 			return err
 		}
+		var printErr error
 		err = j.Run(ctx, execute, announce, func(sum *pipelines.Summary) {
-			if perr := printSummary(sum); perr != nil && err == nil {
-				err = perr
-			}
+			printErr = errors.Join(printErr, printSummary(sum))
 		})
-		if err != nil {
+		if err = errors.Join(err, printErr); err != nil {
 			return err
 		}
 		if pointer := latestTarget(*latest, j.Embed.Output, templated); pointer != "" {
