@@ -10,6 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
+	"path/filepath"
+	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
@@ -31,6 +34,8 @@ const (
 	RerankedDir   = "reranked"
 	RejectsDir    = "rejects"
 	MetricsFile   = "metrics.json"
+	// ChangesFile records what changed since the previous run a refresh started from.
+	ChangesFile = "refresh/changes.json"
 )
 
 // RejectsFile is the rejects file of one stage under a run's output directory.
@@ -55,6 +60,9 @@ type EmbedOptions struct {
 	EmbeddingShards int
 	// CatalogShards is the number of parallel catalog readers (0 = one per 1,000 rows).
 	CatalogShards int
+	// Previous is an earlier run's directory to refresh from ("" = none): its embeddings
+	// are reused where an item's image, box, model and preprocessing are unchanged.
+	Previous string
 }
 
 // EmbedPlan is a checked embed job: everything the pipeline needs, known before it runs.
@@ -64,6 +72,16 @@ type EmbedPlan struct {
 	Catalog    *catalog.Scan
 	Manifest   *manifest.Manifest
 	Provenance embeddings.Provenance
+	// Earlier is what the stage may reuse: the previous run's embeddings (when they come
+	// from the same model and preprocessing) and the pieces a killed run left in Output.
+	Earlier embed.Earlier
+	// Previous is the previous run's embeddings directory in use ("" = none).
+	Previous string
+	// Notes say what the stage reuses, or why it cannot.
+	Notes []string
+	// own are the shards of a complete earlier output in Output itself, moved among the
+	// pieces before the stage runs so that rewriting them loses nothing.
+	own []string
 }
 
 // catalogPieceRows is how many rows a catalog scan puts in a piece, the unit that the
@@ -140,7 +158,7 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 	if o.EmbeddingShards == 0 {
 		o.EmbeddingShards = ceilDiv(int(cat.Rows), 50_000)
 	}
-	return &EmbedPlan{
+	p := &EmbedPlan{
 		Options:  o,
 		Catalog:  cat,
 		Manifest: m,
@@ -155,30 +173,137 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 			CatalogSnapshot: cat.Snapshot,
 			Producer:        "stirpipe embed",
 		},
-	}, nil
+	}
+	if err := p.findEarlier(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// findEarlier finds what the stage can reuse: the previous run's embeddings, the pieces a
+// killed run committed in Output, and a complete earlier output in Output. A previous run
+// that is incomplete, corrupt or from another model is not used, and a note says why; one
+// that cannot be read at all stops the job.
+func (p *EmbedPlan) findEarlier(ctx context.Context) error {
+	o := p.Options
+	dir := blob.Join(o.Output, EmbeddingsDir)
+	if prev := o.Previous; prev != "" && blob.Join(prev) != blob.Join(o.Output) {
+		files, err := blob.List(ctx, prev)
+		if err != nil {
+			return fmt.Errorf("--previous %s: %w", prev, err)
+		}
+		if len(files) == 0 {
+			return fmt.Errorf("--previous %s: no run there (nothing to read): give the directory of an earlier run, or leave --previous empty", prev)
+		}
+		pdir := blob.Join(prev, EmbeddingsDir)
+		shards, err := reusableShards(ctx, pdir, p.Provenance)
+		if err != nil {
+			p.Notes = append(p.Notes, fmt.Sprintf("full embed: the previous run's embeddings cannot be reused: %v", err))
+		} else {
+			p.Earlier.Previous, p.Previous = shards, pdir
+			p.Notes = append(p.Notes, "refresh from "+prev)
+		}
+	}
+	pieces, err := embeddings.ListPieces(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if own, err := reusableShards(ctx, dir, p.Provenance); err == nil {
+		p.own = own
+		for _, f := range own {
+			pieces = append(pieces, blob.Join(dir, embeddings.PiecesDir, "piece-earlier-"+path.Base(filepath.ToSlash(f))))
+		}
+	}
+	if len(pieces) > 0 {
+		p.Earlier.Pieces = pieces
+		p.Notes = append(p.Notes, fmt.Sprintf("resume: %d file(s) of finished embeddings in %s", len(pieces), dir))
+	}
+	return nil
+}
+
+// reusableShards returns the shards of a complete embeddings output made by the same
+// model and preprocessing as prov, or why they cannot stand for this run's.
+func reusableShards(ctx context.Context, dir string, prov embeddings.Provenance) ([]string, error) {
+	m, err := embeddings.ReadManifest(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := embed.SameModel(m.Provenance, prov); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	files := make([]string, len(m.Shards))
+	for i, s := range m.Shards {
+		files[i] = blob.Join(dir, s.File)
+	}
+	return files, nil
+}
+
+// Start moves the shards of a complete earlier output in Output among its pieces, after
+// withdrawing its manifest, so that the stage reuses them and a crash while it rewrites
+// them loses nothing.
+func (p *EmbedPlan) Start(ctx context.Context) error {
+	if len(p.own) == 0 {
+		return nil
+	}
+	dir := blob.Join(p.Options.Output, EmbeddingsDir)
+	if err := Withdraw(ctx, MarkersOf(p.Options.Output).Embeddings); err != nil {
+		return err
+	}
+	for _, f := range p.own {
+		to := blob.Join(dir, embeddings.PiecesDir, "piece-earlier-"+path.Base(filepath.ToSlash(f)))
+		if err := blob.Rename(ctx, f, to); err != nil {
+			return fmt.Errorf("keep the earlier embeddings %s for reuse: %w", f, err)
+		}
+	}
+	p.own = nil
+	return nil
 }
 
 // Embed builds the embed pipeline: catalog → embeddings and rejects files under Output.
+// With earlier embeddings to reuse, only the rows without one are embedded, and a refresh
+// records what changed since the previous run (ChangesFile).
 func Embed(s beam.Scope, p *EmbedPlan) {
 	o := p.Options
+	dir := blob.Join(o.Output, EmbeddingsDir)
+	cfg := embed.Config{
+		Config:     o.imageWork(o.Model, p.Provenance.ModelSHA256, o.Root, p.Catalog.Rows),
+		BatchSize:  o.BatchSize,
+		Pieces:     blob.Join(dir, embeddings.PiecesDir),
+		Provenance: p.Provenance,
+	}
 	rows := catalogio.Read(s, p.Catalog)
-	embs, rejs := embed.Embed(s, rows, embed.Config{
-		Config:    o.imageWork(o.Model, p.Provenance.ModelSHA256, o.Root, p.Catalog.Rows),
-		BatchSize: o.BatchSize,
-	})
-	sink.Embeddings(s, embs, blob.Join(o.Output, EmbeddingsDir), o.EmbeddingShards, p.Provenance)
+	var embs, rejs beam.PCollection
+	if len(p.Earlier.Previous)+len(p.Earlier.Pieces) == 0 {
+		embs, rejs = embed.Embed(s, rows, cfg)
+	} else {
+		reused, toEmbed, changed := embed.Reuse(s, rows, p.Earlier, cfg, p.Manifest.Preprocess)
+		var fresh beam.PCollection
+		fresh, rejs = embed.Embed(s, toEmbed, cfg)
+		embs = beam.Flatten(s, reused, fresh)
+		if p.Previous != "" {
+			sink.Changes(s, changed, blob.Join(o.Output, ChangesFile), p.Previous)
+		}
+	}
+	sink.Embeddings(s, embs, dir, o.EmbeddingShards, p.Provenance)
 	sink.Rejects(s, rejs, RejectsFile(o.Output, embed.StageEmbed))
 }
 
 // Name is the stage's name.
 func (p *EmbedPlan) Name() string { return embed.StageEmbed }
 
-// Outputs are the embeddings' completion marker.
-func (p *EmbedPlan) Outputs() []string { return []string{MarkersOf(p.Options.Output).Embeddings} }
+// Outputs are the embeddings' completion marker and the changes file of an earlier
+// refresh.
+func (p *EmbedPlan) Outputs() []string {
+	return []string{MarkersOf(p.Options.Output).Embeddings, blob.Join(p.Options.Output, ChangesFile)}
+}
 
 // Describe says what is about to run.
 func (p *EmbedPlan) Describe() string {
-	return fmt.Sprintf("embed: %d catalog rows, model %s (D=%d), running…", p.Catalog.Rows, p.Manifest.Name, p.Manifest.Dim)
+	d := fmt.Sprintf("embed: %d catalog rows, model %s (D=%d)", p.Catalog.Rows, p.Manifest.Name, p.Manifest.Dim)
+	for _, n := range p.Notes {
+		d += "; " + n
+	}
+	return d + ", running…"
 }
 
 // Build adds the embed pipeline to s.
@@ -203,6 +328,23 @@ func (p *EmbedPlan) Summarize(ctx context.Context, res beam.PipelineResult) (*Su
 		{Label: "embeddings", Count: m.Rows, Where: fmt.Sprintf("%s (%d file(s), D=%d, model %s)", dir, len(m.Shards), m.Provenance.Dim, m.Provenance.ModelName)},
 		{Label: "rejects", Count: n, Where: file},
 	}}
+	if len(p.Earlier.Previous)+len(p.Earlier.Pieces) > 0 {
+		reused, _ := counter(res, embed.StageEmbed, embed.MetricReused)
+		made, _ := counter(res, embed.StageEmbed, embed.MetricImagesOK)
+		sum.Lines = append(sum.Lines, Line{Label: "reused", Count: reused, Where: strings.Join(p.Notes, "; ")},
+			Line{Label: "embedded", Count: made, Where: "new or changed images"})
+		sum.Work = map[string]int64{"reused": reused, "embedded": made}
+		if p.Previous != "" {
+			removed, _ := counter(res, embed.StageEmbed, embed.MetricRemoved)
+			changed, _ := counter(res, embed.StageEmbed, embed.MetricChanged)
+			sum.Lines = append(sum.Lines, Line{Label: "removed", Count: removed, Where: "rows of the previous run gone from the catalog"},
+				Line{Label: "changed", Count: changed, Where: blob.Join(out, ChangesFile)})
+			sum.Work["removed"], sum.Work["changed"] = removed, changed
+		}
+	} else if len(p.Notes) > 0 {
+		sum.Lines = append(sum.Lines, Line{Label: "embedded", Count: m.Rows, Where: strings.Join(p.Notes, "; ")})
+		sum.Work = map[string]int64{"reused": 0, "embedded": m.Rows}
+	}
 	if m.Rows+n != p.Catalog.Rows {
 		return sum, fmt.Errorf("row accounting mismatch: %d catalog rows but %d embeddings + %d rejects", p.Catalog.Rows, m.Rows, n)
 	}

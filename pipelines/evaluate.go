@@ -35,6 +35,9 @@ type EvaluateOptions struct {
 	Output string
 	// KS are the metrics' cutoffs.
 	KS metrics.Options
+	// Work is what the job's earlier stages reused and recomputed, by stage (Summary.Work),
+	// written into the document.
+	Work map[string]map[string]int64
 }
 
 // EvaluatePlan is a checked evaluate job.
@@ -131,7 +134,7 @@ func Evaluate(s beam.Scope, p *EvaluatePlan) {
 	if o.Compare != "" {
 		after = evaluate.Score(s.Scope("After"), evaluate.ReadLists(s.Scope("After"), o.Compare, p.AfterFiles), o.KS)
 	}
-	beam.ParDo0(s, &writeMetricsFn{Output: o.Output, KS: o.KS, Provenance: p.Provenance},
+	beam.ParDo0(s, &writeMetricsFn{Output: o.Output, KS: o.KS, Provenance: p.Provenance, Work: o.Work},
 		beam.Impulse(s), beam.SideInput{Input: before}, beam.SideInput{Input: after})
 }
 
@@ -168,6 +171,7 @@ type writeMetricsFn struct {
 	Output     string
 	KS         metrics.Options
 	Provenance map[string]string
+	Work       map[string]map[string]int64
 }
 
 func (fn *writeMetricsFn) ProcessElement(ctx context.Context, _ []byte, before, after func(**metrics.Accumulator) bool) error {
@@ -184,6 +188,7 @@ func (fn *writeMetricsFn) ProcessElement(ctx context.Context, _ []byte, before, 
 		br, ar := b.Report(), a.Report()
 		doc = metrics.Document{Format: metrics.Format, KS: fn.KS, Provenance: fn.Provenance, Before: &br, After: &ar, Delta: Delta(br, ar)}
 	}
+	doc.Work = fn.Work
 	var buf bytes.Buffer
 	if err := metrics.WriteDocument(&buf, doc); err != nil {
 		return err

@@ -22,9 +22,9 @@ type Job struct {
 }
 
 // Run checks the whole job before any work (every stage's flags, the metrics' cutoffs
-// against k, the pairwise model against the embedder), withdraws every output the job
-// rewrites, then runs the stages in turn: started is told of each stage as it starts, and
-// done receives its summary.
+// against k, the pairwise model against the embedder), withdraws the metrics, then runs
+// the stages in turn, each withdrawing its own outputs first: started is told of each
+// stage as it starts, and done receives its summary.
 func (j Job) Run(ctx context.Context, run Runner, started func(Stage), done func(*Summary)) error {
 	e, n, r, ev := j.Embed, j.Neighbors, j.Rerank, j.Evaluate
 	n.Shared = e.Shared
@@ -50,8 +50,13 @@ func (j Job) Run(ctx context.Context, run Runner, started func(Stage), done func
 		ev.Compare = blob.Join(e.Output, RerankedDir)
 	}
 	ev.Catalog = first.Options.Catalog
-	if err := Withdraw(ctx, MarkersOf(e.Output).All()...); err != nil {
+	// Each stage withdraws its own outputs as it starts; the metrics go now, so that a job
+	// that fails leaves no result that looks like its own.
+	if err := Withdraw(ctx, MarkersOf(e.Output).Metrics); err != nil {
 		return err
+	}
+	if first.Previous != "" { // the later stages refresh from the same run
+		n.Previous, r.Previous = e.Previous, e.Previous
 	}
 	// Each later stage is prepared once the one before it has written its files.
 	type step struct {
@@ -67,12 +72,19 @@ func (j Job) Run(ctx context.Context, run Runner, started func(Stage), done func
 	if r.Model == "" {
 		steps = append(steps[:2], steps[3])
 	}
+	work := map[string]map[string]int64{}
 	for _, step := range steps {
 		st, err := step.prepare()
 		if err == nil {
 			var sum *Summary
+			if ev, ok := st.(*EvaluatePlan); ok && len(work) > 0 {
+				ev.Options.Work = work
+			}
 			sum, err = RunStage(ctx, st, run, started)
 			if sum != nil {
+				if len(sum.Work) > 0 {
+					work[sum.Stage] = sum.Work
+				}
 				done(sum)
 			}
 		}

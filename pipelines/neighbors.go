@@ -10,6 +10,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/knn"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/changes"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/transforms/neighbors"
@@ -32,12 +33,19 @@ type NeighborsOptions struct {
 	Format string
 	// Threads is the number of cores the engine uses.
 	Threads int
+	// Previous is the previous run a refresh starts from ("" = none): its lists are reused
+	// where the embed stage's changes file (ChangesFile) allows.
+	Previous string
 }
 
 // NeighborsPlan is a checked neighbours job.
 type NeighborsPlan struct {
 	Options NeighborsOptions
 	Config  neighbors.Config
+	// Notes say what the stage reuses, or why it cannot.
+	Notes []string
+	// finished says Output already holds this stage's complete output for the same inputs.
+	finished bool
 }
 
 // listExt maps --format to the lists' file extension.
@@ -117,8 +125,59 @@ func PrepareNeighbors(ctx context.Context, o NeighborsOptions) (*NeighborsPlan, 
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("neighbors of %s: %w", o.Embeddings, err)
 	}
-	return &NeighborsPlan{Options: o, Config: cfg}, nil
+	p := &NeighborsPlan{Options: o, Config: cfg}
+	if m, err := lists.ReadManifest(ctx, cfg.Output); err == nil && m.Provenance == cfg.Provenance {
+		p.finished = true
+		p.Notes = append(p.Notes, "complete from an earlier run on the same embeddings")
+		return p, nil
+	}
+	if o.Previous != "" {
+		p.Config.Refresh, err = refreshLists(ctx, o, cfg.Provenance)
+		if err != nil {
+			p.Notes = append(p.Notes, fmt.Sprintf("full search: the previous lists cannot be reused: %v", err))
+		} else {
+			p.Notes = append(p.Notes, "refresh from "+o.Previous)
+		}
+	}
+	return p, nil
 }
+
+// refreshLists checks that the previous run's lists can seed this run's: they were made by
+// the same search from the embeddings that this run's changes file was computed against.
+func refreshLists(ctx context.Context, o NeighborsOptions, want lists.Provenance) (neighbors.Refresh, error) {
+	dir := blob.Join(o.Previous, NeighborsDir)
+	m, err := lists.ReadManifest(ctx, dir)
+	if err != nil {
+		return neighbors.Refresh{}, err
+	}
+	got := m.Provenance
+	if got.Stage != lists.StageNeighbors || got.K != want.K || got.ModelSHA256 != want.ModelSHA256 || got.Distance != want.Distance ||
+		got.Exclusions != want.Exclusions || got.Engine != want.Engine {
+		return neighbors.Refresh{}, fmt.Errorf("%s: made with k=%d, model %s, %s, exclusions %q, engine %s; this run: k=%d, model %s, %s, exclusions %q, engine %s",
+			dir, got.K, got.ModelSHA256, got.Distance, got.Exclusions, got.Engine, want.K, want.ModelSHA256, want.Distance, want.Exclusions, want.Engine)
+	}
+	uri := blob.Join(o.Output, ChangesFile)
+	ch, err := changes.Read(ctx, uri)
+	if err != nil {
+		return neighbors.Refresh{}, fmt.Errorf("no record of what changed: %w", err)
+	}
+	prevEmb := blob.Join(o.Previous, EmbeddingsDir)
+	if ch.Previous != prevEmb {
+		return neighbors.Refresh{}, fmt.Errorf("%s compares with %s, not %s", uri, ch.Previous, prevEmb)
+	}
+	if snap, err := lists.ManifestSHA256(ctx, prevEmb); err != nil || snap != got.EmbeddingsSnapshot {
+		return neighbors.Refresh{}, fmt.Errorf("%s were not made from the embeddings now in %s", dir, prevEmb)
+	}
+	files := make([]string, len(m.Shards))
+	for i, sh := range m.Shards {
+		files[i] = blob.Join(dir, sh.File)
+	}
+	return neighbors.Refresh{Lists: files, Changes: uri}, nil
+}
+
+// Finished reports that Output already holds this stage's complete output, made from the
+// same embeddings with the same options: the stage need not run.
+func (p *NeighborsPlan) Finished() bool { return p.finished }
 
 // Neighbors builds the neighbours pipeline: embeddings → neighbour lists (and the rejects
 // of vectors that cannot be searched).
@@ -136,8 +195,12 @@ func (p *NeighborsPlan) Outputs() []string { return []string{MarkersOf(p.Options
 // Describe says what is about to run.
 func (p *NeighborsPlan) Describe() string {
 	c := p.Config
-	return fmt.Sprintf("neighbors: %d queries × %d gallery rows, k=%d, %d shard(s) × %d tile(s), running…",
+	d := fmt.Sprintf("neighbors: %d queries × %d gallery rows, k=%d, %d shard(s) × %d tile(s)",
 		c.Plan.Queries, c.Plan.Galleries, c.Engine.K, c.Shards(), c.Tiles())
+	for _, n := range p.Notes {
+		d += "; " + n
+	}
+	return d + ", running…"
 }
 
 // Build adds the neighbours pipeline to s.
@@ -145,7 +208,7 @@ func (p *NeighborsPlan) Build(s beam.Scope) { Neighbors(s, p) }
 
 // Summarize counts the lists and rejects and checks that every query has a list or a
 // reject.
-func (p *NeighborsPlan) Summarize(ctx context.Context, _ beam.PipelineResult) (*Summary, error) {
+func (p *NeighborsPlan) Summarize(ctx context.Context, res beam.PipelineResult) (*Summary, error) {
 	c := p.Config
 	m, err := lists.ReadManifest(ctx, c.Output)
 	if err != nil {
@@ -161,6 +224,20 @@ func (p *NeighborsPlan) Summarize(ctx context.Context, _ beam.PipelineResult) (*
 		{Label: "lists", Count: m.Rows, Where: fmt.Sprintf("%s (%d file(s), k=%d, engine %s)", c.Output, len(m.Shards), m.Provenance.K, m.Provenance.Engine)},
 		{Label: "rejects", Count: n, Where: file},
 	}}
+	switch {
+	case p.finished:
+		sum.Lines = append(sum.Lines, Line{Label: "reused", Count: m.Rows, Where: p.Notes[0]})
+		sum.Work = map[string]int64{"reused": m.Rows, "searched": 0}
+	case c.Refresh.On():
+		reused, _ := counter(res, neighbors.Stage, neighbors.MetricListsReused)
+		full, _ := counter(res, neighbors.Stage, neighbors.MetricQueriesInFull)
+		sum.Lines = append(sum.Lines, Line{Label: "reused", Count: reused, Where: "lists merged with a search among the changed rows only"},
+			Line{Label: "searched", Count: full, Where: "queries searched in full (new, changed, or a neighbour changed)"})
+		sum.Work = map[string]int64{"reused": reused, "searched": full}
+	case len(p.Notes) > 0:
+		sum.Lines = append(sum.Lines, Line{Label: "searched", Count: m.Rows, Where: p.Notes[0]})
+		sum.Work = map[string]int64{"reused": 0, "searched": m.Rows}
+	}
 	if m.Rows > c.Plan.Queries {
 		return sum, fmt.Errorf("row accounting mismatch: %d queries but %d lists", c.Plan.Queries, m.Rows)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/pairwise"
 	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/changes"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/lists"
@@ -36,6 +38,9 @@ type RerankOptions struct {
 	// BatchPairs is the number of pairs per forward pass; CacheImages bounds the images
 	// kept per bundle.
 	BatchPairs, CacheImages int
+	// Previous is the previous run a refresh starts from ("" = none): its pair scores are
+	// reused where neither image changed (ChangesFile).
+	Previous string
 }
 
 // RerankPlan is a checked rerank job.
@@ -46,6 +51,10 @@ type RerankPlan struct {
 	Config     rerank.Config
 	Files      []string
 	Provenance lists.Provenance
+	// Notes say what the stage reuses, or why it cannot.
+	Notes []string
+	// finished says Output already holds this stage's complete output for the same inputs.
+	finished bool
 }
 
 // PrepareRerank checks top_n against the lists, the catalog against the lists'
@@ -100,12 +109,76 @@ func PrepareRerank(ctx context.Context, o RerankOptions) (*RerankPlan, error) {
 	for i, sh := range m.Shards {
 		files[i] = sh.File
 	}
-	return &RerankPlan{
+	out := blob.Join(o.Output, RerankedDir)
+	p := &RerankPlan{
 		Options: o, Files: files, Provenance: prov, Catalog: cat,
 		Config: rerank.Config{Config: o.imageWork(o.Model, sha, o.Root, m.Rows), Catalog: o.Catalog,
-			TopN: o.TopN, BatchPairs: o.BatchPairs, CacheImages: o.CacheImages},
-	}, nil
+			TopN: o.TopN, BatchPairs: o.BatchPairs, CacheImages: o.CacheImages,
+			Pieces: blob.Join(out, lists.PiecesDir), Provenance: prov},
+	}
+	if done, err := lists.ReadManifest(ctx, out); err == nil && done.Provenance == prov {
+		p.finished = true
+		p.Notes = append(p.Notes, "complete from an earlier run on the same lists")
+		return p, nil
+	}
+	if p.Config.Earlier.Pieces, err = lists.ListPieces(ctx, out); err != nil {
+		return nil, err
+	}
+	if n := len(p.Config.Earlier.Pieces); n > 0 {
+		p.Notes = append(p.Notes, fmt.Sprintf("resume: %d file(s) of finished lists in %s", n, out))
+	}
+	if o.Previous != "" {
+		if err := p.refreshFrom(ctx); err != nil {
+			p.Notes = append(p.Notes, fmt.Sprintf("full scoring: the previous pair scores cannot be reused: %v", err))
+		} else {
+			p.Notes = append(p.Notes, "refresh from "+o.Previous)
+		}
+	}
+	return p, nil
 }
+
+// refreshFrom checks that the previous run's reranked lists can lend their pair scores:
+// the same pairwise model, and made, through its lists, from the embeddings that this
+// run's changes file was computed against.
+func (p *RerankPlan) refreshFrom(ctx context.Context) error {
+	o := p.Options
+	dir := blob.Join(o.Previous, RerankedDir)
+	m, err := lists.ReadManifest(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if m.Provenance.PairModelSHA256 != p.Provenance.PairModelSHA256 {
+		return fmt.Errorf("%s: pairwise model %s, this run's is %s", dir, m.Provenance.PairModelSHA256, p.Provenance.PairModelSHA256)
+	}
+	prevLists, prevEmb := blob.Join(o.Previous, NeighborsDir), blob.Join(o.Previous, EmbeddingsDir)
+	lm, err := lists.ReadManifest(ctx, prevLists)
+	if err != nil {
+		return err
+	}
+	if snap, err := lists.ManifestSHA256(ctx, prevLists); err != nil || snap != m.Provenance.InputSnapshot {
+		return fmt.Errorf("%s was not made from the lists now in %s", dir, prevLists)
+	}
+	if snap, err := lists.ManifestSHA256(ctx, prevEmb); err != nil || snap != lm.Provenance.EmbeddingsSnapshot {
+		return fmt.Errorf("%s were not made from the embeddings now in %s", prevLists, prevEmb)
+	}
+	uri := blob.Join(o.Output, ChangesFile)
+	ch, err := changes.Read(ctx, uri)
+	if err != nil {
+		return fmt.Errorf("no record of what changed: %w", err)
+	}
+	if ch.Previous != prevEmb {
+		return fmt.Errorf("%s compares with %s, not %s", uri, ch.Previous, prevEmb)
+	}
+	p.Config.Earlier.Changes = uri
+	for _, sh := range m.Shards {
+		p.Config.Earlier.Previous = append(p.Config.Earlier.Previous, blob.Join(dir, sh.File))
+	}
+	return nil
+}
+
+// Finished reports that Output already holds this stage's complete output, made from the
+// same lists with the same model and top_n: the stage need not run.
+func (p *RerankPlan) Finished() bool { return p.finished }
 
 // checkAhead checks the rerank stage of a whole job before its first stage runs, so that a
 // bad flag or pairwise model stops the job before hours of embedding: the flags, top_n
@@ -196,7 +269,11 @@ func (p *RerankPlan) Outputs() []string { return []string{MarkersOf(p.Options.Ou
 
 // Describe says what is about to run.
 func (p *RerankPlan) Describe() string {
-	return fmt.Sprintf("rerank: %d queries, top_n=%d, pairwise model %s, running…", p.Config.Total, p.Config.TopN, p.Provenance.PairModelName)
+	d := fmt.Sprintf("rerank: %d queries, top_n=%d, pairwise model %s", p.Config.Total, p.Config.TopN, p.Provenance.PairModelName)
+	for _, n := range p.Notes {
+		d += "; " + n
+	}
+	return d + ", running…"
 }
 
 // Build adds the rerank pipeline to s.
@@ -219,8 +296,24 @@ func (p *RerankPlan) Summarize(ctx context.Context, res beam.PipelineResult) (*S
 		{Label: "lists", Count: m.Rows, Where: fmt.Sprintf("%s (top_n=%d, model %s)", out, m.Provenance.TopN, m.Provenance.PairModelName)},
 		{Label: "kept as-is", Count: n, Where: file},
 	}}
-	if pairs, ok := counter(res, rerank.Stage, rerank.MetricPairsScored); ok {
+	if pairs, ok := counter(res, rerank.Stage, rerank.MetricPairsScored); ok || res != nil {
 		sum.Lines = append(sum.Lines, Line{Label: "pairs", Count: pairs, Where: "scored", Rate: true})
+	}
+	switch {
+	case p.finished:
+		sum.Lines = append(sum.Lines, Line{Label: "reused", Count: m.Rows, Where: p.Notes[0]})
+		sum.Work = map[string]int64{"lists_reused": m.Rows, "pairs_scored": 0}
+	case len(p.Config.Earlier.Previous)+len(p.Config.Earlier.Pieces) > 0:
+		reused, _ := counter(res, rerank.Stage, rerank.MetricPairsReused)
+		queries, _ := counter(res, rerank.Stage, rerank.MetricQueriesReused)
+		scored, _ := counter(res, rerank.Stage, rerank.MetricPairsScored)
+		sum.Lines = append(sum.Lines, Line{Label: "pairs reused", Count: reused, Where: strings.Join(p.Notes, "; ")},
+			Line{Label: "lists reused", Count: queries, Where: "every head pair scored before"})
+		sum.Work = map[string]int64{"pairs_reused": reused, "pairs_scored": scored, "lists_reused": queries}
+	case len(p.Notes) > 0:
+		scored, _ := counter(res, rerank.Stage, rerank.MetricPairsScored)
+		sum.Lines = append(sum.Lines, Line{Label: "scored", Count: m.Rows, Where: p.Notes[0]})
+		sum.Work = map[string]int64{"pairs_reused": 0, "pairs_scored": scored, "lists_reused": 0}
 	}
 	if m.Rows != p.Config.Total {
 		return sum, fmt.Errorf("row accounting mismatch: %d lists in, %d out", p.Config.Total, m.Rows)

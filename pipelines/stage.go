@@ -59,10 +59,24 @@ type Stage interface {
 // Runner runs one pipeline on the chosen runner.
 type Runner func(ctx context.Context, p *beam.Pipeline) (beam.PipelineResult, error)
 
-// RunStage withdraws a stage's outputs, tells started what is about to run, runs the
-// stage's pipeline and returns its summary.
+// RunStage starts a stage (when it has a Start method, for what must happen to earlier
+// outputs before its own are withdrawn), withdraws its outputs, tells started what is
+// about to run, runs the stage's pipeline and returns its summary. A stage whose Finished
+// method says that its complete output is already there is only summarised.
 func RunStage(ctx context.Context, st Stage, run Runner, started func(Stage)) (*Summary, error) {
 	start := time.Now()
+	if f, ok := st.(interface{ Finished() bool }); ok && f.Finished() {
+		sum, err := st.Summarize(ctx, nil)
+		if sum != nil {
+			sum.Took = time.Since(start)
+		}
+		return sum, err
+	}
+	if s, ok := st.(interface{ Start(context.Context) error }); ok {
+		if err := s.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := Withdraw(ctx, st.Outputs()...); err != nil {
 		return nil, err
 	}
@@ -95,6 +109,8 @@ type Summary struct {
 	// Metrics is the evaluate stage's document, written to MetricsFile.
 	Metrics     *metrics.Document
 	MetricsFile string
+	// Work counts what the stage reused and recomputed, when it reused earlier work.
+	Work map[string]int64
 }
 
 // Line is one count of a summary.

@@ -9,6 +9,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/pipelines"
+	"github.com/stirpipe/stirpipe/schemas/blob"
 )
 
 // defaultModel is the small trained embedder shipped with the repository (models/zoo/stir-tiny).
@@ -45,6 +46,8 @@ func embedOptionFlags(fs *flag.FlagSet, o *pipelines.EmbedOptions) func() (templ
 	fs.IntVar(&o.BatchSize, "batch_size", 8, "images per forward pass")
 	fs.IntVar(&o.EmbeddingShards, "embedding_shards", 0, "number of embeddings Parquet files; 0: one per 50,000 rows")
 	fs.IntVar(&o.CatalogShards, "catalog_shards", 0, "parallel catalog readers, each reading its own part of the file; 0: one per 1,000 rows")
+	fs.StringVar(&o.Previous, "previous", "", "earlier run to refresh from: what did not change is reused (embeddings; for run also neighbour lists and STIR pair scores); "+
+		"latest: the run that the LATEST pointer beside --output names (a full run while there is none); empty: none. A rerun on the same --output always reuses its finished work")
 	fs.Float64Var(&maxMP, "max_megapixels", 40, "refuse images over this many megapixels before decoding them")
 	fs.Int64Var(&maxMB, "max_file_mb", 64, "refuse image files over this many MiB")
 	progressFlag(fs, &o.Shared)
@@ -56,6 +59,11 @@ func embedOptionFlags(fs *flag.FlagSet, o *pipelines.EmbedOptions) func() (templ
 			return false, err
 		}
 		o.Output = out
+		if o.Previous == "latest" {
+			if o.Previous, err = readLatest(context.Background(), blob.Join(blob.Dir(out), LatestFile)); err != nil {
+				return false, err
+			}
+		}
 		return templated, nil
 	}
 }

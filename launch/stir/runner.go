@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -124,6 +125,23 @@ func latestTarget(flagValue, output string, templated bool) string {
 		return blob.Join(blob.Dir(output), LatestFile)
 	}
 	return flagValue
+}
+
+// readLatest returns the run a LATEST pointer names, or "" when there is no pointer yet.
+func readLatest(ctx context.Context, pointer string) (string, error) {
+	data, err := blob.ReadFile(ctx, pointer)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Printf("previous: no %s yet, so this is a full run\n", pointer)
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("--previous latest: %w", err)
+	}
+	run := strings.TrimSpace(string(data))
+	if run == "" || strings.ContainsAny(run, "\n\r") {
+		return "", fmt.Errorf("--previous latest: %s does not hold one run's URI: fix or remove it", pointer)
+	}
+	return run, nil
 }
 
 // pointLatest writes the pointer file: the run's URI and a newline, atomically.

@@ -6,6 +6,8 @@ package imageload
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"image"
@@ -18,6 +20,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/imageio"
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/models/preprocess"
+	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 )
 
@@ -62,38 +65,85 @@ func (l *Loader) TensorLen() int { return l.pre.TensorLen() }
 // Load writes the preprocessed image of row into dst (TensorLen values). A failure is an
 // *Error.
 func (l *Loader) Load(ctx context.Context, row catalog.Row, dst []float32) error {
+	_, err := l.load(ctx, row, dst)
+	return err
+}
+
+// load is Load that also returns the fingerprint of the bytes it decoded.
+func (l *Loader) load(ctx context.Context, row catalog.Row, dst []float32) (string, error) {
 	data, err := l.read(ctx, row.Path)
 	if err != nil {
-		return err
+		return "", err
 	}
+	print := Fingerprint(data)
 	img, _, err := imageio.Decode(data, l.limits)
 	if err != nil {
-		return &Error{StageDecode, imageio.ReasonOf(err), err}
+		return print, &Error{StageDecode, imageio.ReasonOf(err), err}
 	}
 	var box *image.Rectangle
 	if r, ok := row.Box(); ok {
 		box = &r
 	}
 	if err := l.pre.Tensor(img, box, dst); err != nil {
-		return &Error{StagePreprocess, imageio.ReasonOf(err), err}
+		return print, &Error{StagePreprocess, imageio.ReasonOf(err), err}
 	}
-	return nil
+	return print, nil
 }
 
 // LoadBatch loads rows[i] into dst[i] (TensorLen values each) on every core and sets
 // errs[i] to the row's failure, or nil. dst and errs must have room for every row.
 func (l *Loader) LoadBatch(ctx context.Context, rows []catalog.Row, dst [][]float32, errs []error) {
+	l.LoadBatchPrinted(ctx, rows, dst, errs, nil)
+}
+
+// LoadBatchPrinted is LoadBatch that also sets prints[i] to the fingerprint of the bytes
+// row i was decoded from ("" when they could not be read); prints may be nil.
+func (l *Loader) LoadBatchPrinted(ctx context.Context, rows []catalog.Row, dst [][]float32, errs []error, prints []string) {
 	dst, errs = dst[:len(rows)], errs[:len(rows)]
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(rows)) {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(len(rows)); i = next.Add(1) - 1 {
-				errs[i] = l.Load(ctx, rows[i], dst[i])
+				print, err := l.load(ctx, rows[i], dst[i])
+				if errs[i] = err; prints != nil {
+					prints[i] = print
+				}
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// Fingerprint identifies an image file's content: "md5:" and the hex MD5 of its bytes,
+// the digest Cloud Storage keeps in an object's metadata, so that an image on gs:// is
+// fingerprinted without being read (FingerprintOf).
+func Fingerprint(data []byte) string {
+	sum := md5.Sum(data)
+	return fingerprintPrefix + hex.EncodeToString(sum[:])
+}
+
+const fingerprintPrefix = "md5:"
+
+// FingerprintOf returns the fingerprint of row's image: from the object's metadata on
+// gs:// when it has an MD5 (composite objects have none), otherwise by reading the file
+// (up to the byte limit, as Load would). A failure is an *Error; the row's image will
+// not load either.
+func (l *Loader) FingerprintOf(ctx context.Context, row catalog.Row) (string, error) {
+	if blob.IsGCS(l.root) {
+		uri, err := catalog.Resolve(l.root, row.Path)
+		if err != nil {
+			return "", &Error{StageRead, ReasonUnsafePath, err}
+		}
+		if info, err := blob.Stat(ctx, uri); err == nil && len(info.MD5) == md5.Size {
+			return fingerprintPrefix + hex.EncodeToString([]byte(info.MD5)), nil
+		}
+	}
+	data, err := l.read(ctx, row.Path)
+	if err != nil {
+		return "", err
+	}
+	return Fingerprint(data), nil
 }
 
 // read loads an image file from under the root, refusing files over the byte limit.

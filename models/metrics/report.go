@@ -78,6 +78,9 @@ type Document struct {
 	// Delta holds After − Before per metric in a comparison (its counts are the
 	// writer's choice; a reader should take counts from Before and After).
 	Delta *Report `json:"delta,omitempty"`
+	// Work counts, per stage, what a run that reused earlier work (a refresh or a resumed
+	// run) reused, recomputed and removed; absent from a run that started from nothing.
+	Work map[string]map[string]int64 `json:"work,omitempty"`
 }
 
 // NewDocument returns the document of a single evaluation.

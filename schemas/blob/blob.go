@@ -121,6 +121,9 @@ type Info struct {
 	// Version changes whenever the content may have: the object's generation on Cloud
 	// Storage, the modification time in nanoseconds on local disk.
 	Version string
+	// MD5 is the content's MD5 when the store keeps it (Cloud Storage, except composite
+	// objects) as raw bytes; "" otherwise.
+	MD5 string
 }
 
 // Stat returns the size and version of a file or object.
@@ -140,7 +143,7 @@ func Stat(ctx context.Context, uri string) (Info, error) {
 	if err != nil {
 		return Info{}, gcsErr(uri, err)
 	}
-	return Info{Size: attrs.Size, Version: "generation:" + strconv.FormatInt(attrs.Generation, 10)}, nil
+	return Info{Size: attrs.Size, Version: "generation:" + strconv.FormatInt(attrs.Generation, 10), MD5: string(attrs.MD5)}, nil
 }
 
 // Size returns the size in bytes of a file or object.
@@ -283,6 +286,36 @@ func List(ctx context.Context, prefix string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// Rename moves a file or object to a new name (on Cloud Storage: a copy inside the service,
+// then a delete), creating local parent directories as needed.
+func Rename(ctx context.Context, from, to string) error {
+	if IsGCS(from) != IsGCS(to) {
+		return fmt.Errorf("rename %s to %s: both must be local or both on gs://", from, to)
+	}
+	if !IsGCS(from) {
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			return err
+		}
+		if err := os.Rename(from, to); err != nil {
+			return err
+		}
+		syncDir(filepath.Dir(to))
+		return nil
+	}
+	src, err := object(ctx, from)
+	if err != nil {
+		return err
+	}
+	dst, err := object(ctx, to)
+	if err != nil {
+		return err
+	}
+	if _, err := dst.CopierFrom(src).Run(ctx); err != nil {
+		return gcsErr(from, err)
+	}
+	return Remove(ctx, from)
 }
 
 // Remove deletes a file or object; a missing one is not an error.

@@ -47,7 +47,7 @@ func TestDuckDBReadsShards(t *testing.T) {
 	if len(files) != 2 {
 		t.Fatalf("check.mjs reported %d files, want 2", len(files))
 	}
-	keys, values := prov.keyValues()
+	keys, values := prov.keyValues(FormatV2)
 	var got []string
 	for _, f := range files {
 		if f.Columns["embedding"] != "FLOAT[]" || f.Columns["item_id"] != "VARCHAR" || f.Columns["x_1"] != "BIGINT" || f.Columns["is_query"] != "BOOLEAN" {
@@ -107,7 +107,7 @@ func checkDuckRow(t *testing.T, got map[string]any, w Record) {
 		"split": str(w.Row.Split), "is_query": w.Row.IsQuery, "is_gallery": w.Row.IsGallery,
 		"category": optStr(w.Row.Category), "sequence": optStr(w.Row.Sequence),
 		"x_1": box(w.Row.X1), "y_1": box(w.Row.Y1), "x_2": box(w.Row.X2), "y_2": box(w.Row.Y2),
-		"line": i64(w.Row.Line),
+		"line": i64(w.Row.Line), "image_fingerprint": optStr(w.Fingerprint),
 	}
 	if len(got) != len(want) {
 		t.Errorf("%s: DuckDB columns %v, want %v", w.Row.ID, got, want)

@@ -9,6 +9,13 @@
 // catalog snapshot) is stored in each file's key-value metadata under "stir." keys and in
 // the manifest, and Open checks that they agree before anything is read.
 //
+// Each row records what its embedding was computed from, so that a later run can reuse it
+// (pipelines' refresh): the image's fingerprint (image_fingerprint, "md5:" and the hex MD5 of
+// the file's bytes, which Cloud Storage also keeps in an object's metadata) and its box
+// (x_1…y_2); the model's hash and preprocessing, the same for every row, are in the
+// provenance. An embedding is reused only when all four match. Files of the first layout
+// (FormatV1, no fingerprint column) are still read; their rows are never reused.
+//
 // Readers other than this package (DuckDB, pyarrow) see the embedding as a list unless they
 // use the stored Arrow schema; in DuckDB cast it: embedding::FLOAT[384].
 package embeddings
@@ -24,13 +31,20 @@ import (
 	"github.com/stirpipe/stirpipe/schemas/internal/pqfile"
 )
 
-// FormatV1 identifies this layout in the manifest and in each file's metadata.
-const FormatV1 = "stir.embeddings/v1"
+// FormatV2 identifies this layout in the manifest and in each file's metadata; FormatV1 is
+// the layout before image fingerprints, still read.
+const (
+	FormatV2 = "stir.embeddings/v2"
+	FormatV1 = "stir.embeddings/v1"
+)
 
 // Record is one embedded catalog row.
 type Record struct {
 	// Row is the catalog row the embedding was computed from.
 	Row catalog.Row
+	// Fingerprint identifies the image bytes the embedding was computed from
+	// (imageload.Fingerprint); "" when unknown (FormatV1 files).
+	Fingerprint string
 	// Embedding has exactly Provenance.Dim finite values.
 	Embedding []float32
 }
@@ -90,11 +104,11 @@ func (p Provenance) Validate() error {
 	return errors.Join(errs...)
 }
 
-// keyValues returns p as ordered file metadata.
-func (p Provenance) keyValues() (keys, values []string) {
+// keyValues returns p as ordered file metadata of the given format.
+func (p Provenance) keyValues(format string) (keys, values []string) {
 	keys = []string{keyFormat, keyModelName, keyModelSHA256, keyDim, keyNormalized, keyDistance,
 		keyPreprocess, keyCatalogURI, keyCatalogSnapshot, keyProducer}
-	values = []string{FormatV1, p.ModelName, p.ModelSHA256, strconv.Itoa(p.Dim),
+	values = []string{format, p.ModelName, p.ModelSHA256, strconv.Itoa(p.Dim),
 		strconv.FormatBool(p.Normalized), p.Distance, p.Preprocess, p.CatalogURI,
 		p.CatalogSnapshot, p.Producer}
 	return keys, values
@@ -104,8 +118,8 @@ func (p Provenance) keyValues() (keys, values []string) {
 func provenanceFromKV(kv map[string]string) (Provenance, error) {
 	md := pqfile.NewMetadata(kv)
 	var errFormat error
-	if f := md.String(keyFormat); f != FormatV1 && f != "" {
-		errFormat = fmt.Errorf("metadata %s is %q, want %q", keyFormat, f, FormatV1)
+	if f := md.String(keyFormat); f != FormatV2 && f != FormatV1 && f != "" {
+		errFormat = fmt.Errorf("metadata %s is %q, want %q (or the older %q)", keyFormat, f, FormatV2, FormatV1)
 	}
 	p := Provenance{
 		ModelName:       md.String(keyModelName),
@@ -135,17 +149,21 @@ const (
 	colY1        = "y_1"
 	colX2        = "x_2"
 	colY2        = "y_2"
-	colLine      = "line"
-	colEmbedding = "embedding"
+	colLine        = "line"
+	colFingerprint = "image_fingerprint"
+	colEmbedding   = "embedding"
 )
 
 // Schema returns the Arrow schema of a shard with dim-wide embeddings and meta as its
 // key-value metadata. category and sequence are null when empty; x_1, y_1, x_2, y_2 are
-// null when the row has no box.
-func Schema(dim int, meta Provenance) *arrow.Schema {
-	keys, values := meta.keyValues()
+// null when the row has no box; image_fingerprint is null when unknown.
+func Schema(dim int, meta Provenance) *arrow.Schema { return schemaOf(FormatV2, dim, meta) }
+
+// schemaOf is the schema of a shard of the given format.
+func schemaOf(format string, dim int, meta Provenance) *arrow.Schema {
+	keys, values := meta.keyValues(format)
 	md := arrow.NewMetadata(keys, values)
-	return arrow.NewSchema([]arrow.Field{
+	fields := []arrow.Field{
 		{Name: colItemID, Type: arrow.BinaryTypes.String},
 		{Name: colLabel, Type: arrow.PrimitiveTypes.Int64},
 		{Name: colPath, Type: arrow.BinaryTypes.String},
@@ -159,9 +177,13 @@ func Schema(dim int, meta Provenance) *arrow.Schema {
 		{Name: colX2, Type: arrow.PrimitiveTypes.Int64, Nullable: true},
 		{Name: colY2, Type: arrow.PrimitiveTypes.Int64, Nullable: true},
 		{Name: colLine, Type: arrow.PrimitiveTypes.Int64},
+	}
+	if format != FormatV1 {
+		fields = append(fields, arrow.Field{Name: colFingerprint, Type: arrow.BinaryTypes.String, Nullable: true})
+	}
+	return arrow.NewSchema(append(fields,
 		// "element" is the name Parquet gives list elements; using it here makes the schema
 		// read back identical to the one written.
-		{Name: colEmbedding, Type: arrow.FixedSizeListOfField(int32(dim),
-			arrow.Field{Name: "element", Type: arrow.PrimitiveTypes.Float32})},
-	}, &md)
+		arrow.Field{Name: colEmbedding, Type: arrow.FixedSizeListOfField(int32(dim),
+			arrow.Field{Name: "element", Type: arrow.PrimitiveTypes.Float32})}), &md)
 }

@@ -74,6 +74,9 @@ func makeRecords(n, dim int, seed uint64) []Record {
 			emb[0] = special[i]
 		}
 		recs[i] = Record{Row: row, Embedding: emb}
+		if i%7 != 3 { // some rows without a fingerprint
+			recs[i].Fingerprint = fmt.Sprintf("md5:%032x", i)
+		}
 	}
 	rng.Shuffle(n, func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
 	return recs
@@ -300,9 +303,9 @@ func TestFixedSizeListPreserved(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		typ, ok := tbl.Schema().Field(13).Type.(*arrow.FixedSizeListType)
+		typ, ok := tbl.Schema().Field(14).Type.(*arrow.FixedSizeListType)
 		if !ok || typ.Len() != int32(dim) || typ.Elem().ID() != arrow.FLOAT32 {
-			t.Errorf("dim %d: embedding column read back as %s, want fixed_size_list<float32>[%d]", dim, tbl.Schema().Field(13).Type, dim)
+			t.Errorf("dim %d: embedding column read back as %s, want fixed_size_list<float32>[%d]", dim, tbl.Schema().Field(14).Type, dim)
 		}
 		want := Schema(dim, prov)
 		for i, wf := range want.Fields() {

@@ -17,7 +17,7 @@ func (p Provenance) Listable() error { return p.Validate() }
 // ShardExts are the extensions of an embeddings output's files.
 func (Provenance) ShardExts() []string { return []string{".parquet"} }
 
-var output = pqfile.Kind[Provenance]{Output: pqfile.Output{Format: FormatV1, Name: "embeddings", Incomplete: errIncomplete, Rerun: "rerun the embed stage"}}
+var output = pqfile.Kind[Provenance]{Output: pqfile.Output{Format: FormatV2, Readable: []string{FormatV1}, Name: "embeddings", Incomplete: errIncomplete, Rerun: "rerun the embed stage"}}
 
 // The manifest of an embeddings output: NewManifest makes it from the shards (in any
 // order), WriteManifest validates it and writes it atomically as dir/_manifest.json once

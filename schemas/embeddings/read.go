@@ -52,7 +52,8 @@ func (r *Reader) checkShard(f *pqfile.File, s ShardInfo) (*arrow.Schema, error) 
 	if _, err := provenanceFromKV(kv); err != nil {
 		errs = append(errs, err)
 	}
-	keys, want := r.Provenance().keyValues()
+	format := r.Manifest().Format
+	keys, want := r.Provenance().keyValues(format)
 	for i, k := range keys {
 		if got, ok := kv[k]; ok && got != want[i] {
 			errs = append(errs, fmt.Errorf("metadata %s is %q, manifest says %q", k, got, want[i]))
@@ -61,7 +62,7 @@ func (r *Reader) checkShard(f *pqfile.File, s ShardInfo) (*arrow.Schema, error) 
 	schema, err := f.Schema()
 	if err != nil {
 		errs = append(errs, err)
-	} else if err := pqfile.CheckFields(f.URI, schema, Schema(r.Manifest().Provenance.Dim, r.Manifest().Provenance)); err != nil {
+	} else if err := pqfile.CheckFields(f.URI, schema, schemaOf(format, r.Manifest().Provenance.Dim, r.Manifest().Provenance)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -123,6 +124,7 @@ func (r *Reader) eachInShard(ctx context.Context, s ShardInfo, fn func(Record) e
 // columns are the typed columns of one record batch.
 type columns struct {
 	id, path, split, category, sequence *array.String
+	fingerprint                         *array.String // nil in FormatV1 files
 	label, x1, y1, x2, y2, line         *array.Int64
 	isQuery, isGallery                  *array.Boolean
 	emb                                 *array.FixedSizeList
@@ -139,6 +141,11 @@ func bindColumns(rec arrow.RecordBatch, uri string) (*columns, error) {
 		{Name: colIsQuery, Dst: &c.isQuery}, {Name: colIsGallery, Dst: &c.isGallery}, {Name: colEmbedding, Dst: &emb}}...)
 	if err != nil {
 		return nil, err
+	}
+	if len(rec.Schema().FieldIndices(colFingerprint)) > 0 {
+		if err := pqfile.BindColumns(rec, uri, pqfile.Col{Name: colFingerprint, Dst: &c.fingerprint}); err != nil {
+			return nil, err
+		}
 	}
 	vals, ok := emb.ListValues().(*array.Float32)
 	if !ok {
@@ -169,6 +176,11 @@ func (c *columns) record(i int) Record {
 		row.HasBox = true
 		row.X1, row.Y1, row.X2, row.Y2 = c.x1.Value(i), c.y1.Value(i), c.x2.Value(i), c.y2.Value(i)
 	}
+	rec := Record{Row: row}
+	if c.fingerprint != nil && c.fingerprint.IsValid(i) {
+		rec.Fingerprint = strings.Clone(c.fingerprint.Value(i))
+	}
 	start, end := c.emb.ValueOffsets(i)
-	return Record{Row: row, Embedding: slices.Clone(c.values[start:end])}
+	rec.Embedding = slices.Clone(c.values[start:end])
+	return rec
 }

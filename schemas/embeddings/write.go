@@ -106,7 +106,8 @@ func appendRecord(b *array.RecordBuilder, r *Record) {
 		}
 	}
 	b.Field(12).(*array.Int64Builder).Append(row.Line)
-	lb := b.Field(13).(*array.FixedSizeListBuilder)
+	appendOptional(b.Field(13).(*array.StringBuilder), r.Fingerprint)
+	lb := b.Field(14).(*array.FixedSizeListBuilder)
 	lb.Append(true)
 	lb.ValueBuilder().(*array.Float32Builder).AppendValues(r.Embedding, nil)
 }

@@ -50,3 +50,21 @@ var (
 func ManifestSHA256(ctx context.Context, dir string) (string, error) {
 	return pqfile.ManifestSHA256(ctx, dir)
 }
+
+// PiecesDir is the directory inside a lists output where the rerank stage commits
+// finished lists as it goes, until the output's manifest is written.
+const PiecesDir = pqfile.PiecesDir
+
+// PieceName names a piece file by a hash of its records' query ids.
+func PieceName(recs []Record) string {
+	ids := make([]string, len(recs))
+	for i := range recs {
+		ids[i] = recs[i].QueryID
+	}
+	return pqfile.PieceName(ids)
+}
+
+// ListPieces returns the piece files under a lists output's pieces directory, sorted.
+func ListPieces(ctx context.Context, dir string) ([]string, error) {
+	return pqfile.ListPieces(ctx, dir)
+}

@@ -99,6 +99,15 @@ func Merge(k int, parts ...Record) (Record, error) {
 // is bounded by a record batch of each partial and a row group of the output, whatever the
 // tile's size.
 func MergeFiles(ctx context.Context, out string, partials []string, prov Provenance) (ShardInfo, error) {
+	return MergeWithEarlier(ctx, out, partials, "", prov)
+}
+
+// MergeWithEarlier is MergeFiles with one more partial file, earlier ("" = none), that
+// holds the lists of some of the tile's queries only (sorted by query id like every
+// partial): a refresh's still exact lists of the queries it searched among the changed
+// items alone. Each of its lists is merged into its query's; its n_relevant is not added
+// (the gallery shards' partials count the whole gallery).
+func MergeWithEarlier(ctx context.Context, out string, partials []string, earlier string, prov Provenance) (ShardInfo, error) {
 	fail := func(err error) (ShardInfo, error) {
 		return ShardInfo{}, fmt.Errorf("merge neighbours into %s: %w", out, err)
 	}
@@ -115,8 +124,15 @@ func MergeFiles(ctx context.Context, out string, partials []string, prov Provena
 		parts[i] = readPartial(ctx, uri, want)
 		defer parts[i].stop()
 	}
+	var extra *partialReader
+	var next Record // extra's next record
+	haveNext := false
+	if earlier != "" {
+		extra = readPartial(ctx, earlier, want)
+		defer extra.stop()
+	}
 	var readErr error // a problem of the partials rather than of the output
-	buf := make([]Record, len(parts))
+	buf := make([]Record, len(parts), len(parts)+1)
 	have := make([]bool, len(parts))
 	info, err := writeSorted(ctx, out, func(yield func(*Record) error) error {
 		for {
@@ -131,7 +147,18 @@ func MergeFiles(ctx context.Context, out string, partials []string, prov Provena
 					n++
 				}
 			}
+			if extra != nil && !haveNext {
+				var err error
+				if next, haveNext, err = extra.next(); err != nil {
+					readErr = err
+					return err
+				}
+			}
 			if n == 0 {
+				if haveNext {
+					readErr = fmt.Errorf("%s: query %q is in no partial of the tile", earlier, next.QueryID)
+					return readErr
+				}
 				return nil
 			}
 			// Files are sorted by unique query id, so equal query sets mean equal id
@@ -142,7 +169,15 @@ func MergeFiles(ctx context.Context, out string, partials []string, prov Provena
 					return readErr
 				}
 			}
-			merged, err := Merge(prov.K, buf...)
+			all := buf
+			if haveNext && next.QueryID == buf[0].QueryID {
+				next.NRelevant = 0
+				all, haveNext = append(buf, next), false
+			} else if haveNext && next.QueryID < buf[0].QueryID {
+				readErr = fmt.Errorf("%s: query %q is in no partial of the tile", earlier, next.QueryID)
+				return readErr
+			}
+			merged, err := Merge(prov.K, all...)
 			if err != nil {
 				readErr = err
 				return err

@@ -195,7 +195,7 @@ func TestReadAllErrors(t *testing.T) {
 		{filepath.Join(dir, "nothing"), "no *.parquet files"},
 		{filepath.Join(dir, "missing.parquet"), "no such file"},
 		{corrupt, "not a readable Parquet file"},
-		{embeddingsFile, `metadata stir.format is "stir.embeddings/v1", want "stir.rejects/v1"`},
+		{embeddingsFile, `metadata stir.format is "stir.embeddings/v2", want "stir.rejects/v1"`},
 	} {
 		_, err := ReadAll(ctx, tc.uri)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), filepath.Base(tc.uri)) {

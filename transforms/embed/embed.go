@@ -19,6 +19,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/imageload"
 	"github.com/stirpipe/stirpipe/models/imagemodel"
 	"github.com/stirpipe/stirpipe/models/ort"
+	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
@@ -58,7 +59,16 @@ type Config struct {
 	imagework.Config
 	// BatchSize is how many images go through the model in one forward pass.
 	BatchSize int
+	// Pieces, when set, is the directory where finished embeddings are committed as they
+	// go (in atomic piece files of Provenance), so that a killed run loses at most the work
+	// in flight: a rerun reads them back (Reuse).
+	Pieces     string
+	Provenance embeddings.Provenance
 }
+
+// pieceRows is how many embeddings a worker collects before it commits them as a piece
+// (and at the end of every bundle).
+const pieceRows = 512
 
 // Validate checks the configuration without touching the model.
 func (c Config) Validate() error {
@@ -100,6 +110,8 @@ type embedFn struct {
 	tensors []float32   // the batch's input
 	slots   [][]float32 // each image's part of tensors
 	errs    []error     // per row of the batch being loaded
+	prints  []string    // per row of the batch being loaded: its image's fingerprint
+	done    []embeddings.Record // embedded since the last piece was committed
 	report  *progress.Reporter
 }
 
@@ -116,6 +128,7 @@ func (fn *embedFn) Setup(ctx context.Context) error {
 		fn.slots = append(fn.slots, fn.tensors[i*fn.slot:(i+1)*fn.slot])
 	}
 	fn.errs = make([]error, fn.Config.BatchSize)
+	fn.prints = make([]string, fn.Config.BatchSize)
 	if fn.Config.Progress {
 		fn.report = progress.Shared(StageEmbed, "images", fn.Config.Total)
 	}
@@ -124,14 +137,35 @@ func (fn *embedFn) Setup(ctx context.Context) error {
 
 func (fn *embedFn) ProcessElement(ctx context.Context, row catalog.Row, emit func(embeddings.Record), reject func(rejects.Record)) error {
 	fn.rows = append(fn.rows, row)
-	if len(fn.rows) == fn.Config.BatchSize {
-		return fn.flush(ctx, emit, reject)
+	if len(fn.rows) < fn.Config.BatchSize {
+		return nil
+	}
+	if err := fn.flush(ctx, emit, reject); err != nil {
+		return err
+	}
+	if len(fn.done) >= pieceRows {
+		return fn.commit(ctx)
 	}
 	return nil
 }
 
 func (fn *embedFn) FinishBundle(ctx context.Context, emit func(embeddings.Record), reject func(rejects.Record)) error {
-	return fn.flush(ctx, emit, reject)
+	if err := fn.flush(ctx, emit, reject); err != nil {
+		return err
+	}
+	return fn.commit(ctx)
+}
+
+// commit writes the embeddings made since the last piece as a piece file, named by a hash
+// of its ids, so that a retried bundle rewrites the same file.
+func (fn *embedFn) commit(ctx context.Context) error {
+	recs := fn.done
+	if fn.Config.Pieces == "" || len(recs) == 0 {
+		return nil
+	}
+	fn.done = nil
+	_, err := embeddings.WriteShard(ctx, blob.Join(fn.Config.Pieces, embeddings.PieceName(recs)), recs, fn.Config.Provenance)
+	return err
 }
 
 func (fn *embedFn) Teardown() error {
@@ -153,9 +187,10 @@ func (fn *embedFn) flush(ctx context.Context, emit func(embeddings.Record), reje
 		ort.CPUTurn.Lock()
 		defer ort.CPUTurn.Unlock()
 	}
-	fn.images.LoadBatch(ctx, rows, fn.slots, fn.errs)
+	fn.images.LoadBatchPrinted(ctx, rows, fn.slots, fn.errs, fn.prints)
 	// Pack the loaded images to the front of the batch.
 	var ok []catalog.Row
+	var prints []string
 	for i, row := range rows {
 		if err := fn.errs[i]; err != nil {
 			fn.rejectRow(ctx, loadReject(row, err), reject)
@@ -164,7 +199,7 @@ func (fn *embedFn) flush(ctx context.Context, emit func(embeddings.Record), reje
 		if n := len(ok); n != i {
 			copy(fn.tensors[n*fn.slot:(n+1)*fn.slot], fn.tensors[i*fn.slot:(i+1)*fn.slot])
 		}
-		ok = append(ok, row)
+		ok, prints = append(ok, row), append(prints, fn.prints[i])
 	}
 	if len(ok) == 0 {
 		return nil
@@ -185,7 +220,11 @@ func (fn *embedFn) flush(ctx context.Context, emit func(embeddings.Record), reje
 				Stage: StageEmbed, Reason: "non_finite", Detail: err.Error()}, reject)
 			continue
 		}
-		emit(embeddings.Record{Row: row, Embedding: out[i]})
+		rec := embeddings.Record{Row: row, Fingerprint: prints[i], Embedding: out[i]}
+		emit(rec)
+		if fn.Config.Pieces != "" {
+			fn.done = append(fn.done, rec)
+		}
 		imagesOK.Inc(ctx, 1)
 		fn.report.Add(1)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
+	"github.com/stirpipe/stirpipe/schemas/changes"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
@@ -31,12 +32,13 @@ import (
 )
 
 func init() {
-	register.DoFn4x1[context.Context, int, func(int, int), func(rejects.Record), error](&searchShardFn{})
+	register.DoFn6x1[context.Context, int, func(*string) bool, func(int, int), func(rejects.Record), func(string, int), error](&searchShardFn{})
 	register.DoFn4x1[context.Context, int, func(*int) bool, func(lists.ShardInfo), error](&mergeTileFn{})
 	register.DoFn3x1[context.Context, []byte, func(*lists.ShardInfo) bool, error](&writeManifestFn{})
 	register.Emitter2[int, int]()
 	register.Emitter1[lists.ShardInfo]()
 	register.Iter1[*int]()
+	register.Iter1[*string]()
 	register.Iter1[*lists.ShardInfo]()
 }
 
@@ -78,6 +80,8 @@ type Config struct {
 	Provenance lists.Provenance
 	// Progress turns on progress lines (local runs).
 	Progress bool
+	// Refresh, when on, starts from a previous run's lists.
+	Refresh Refresh
 }
 
 // Allowances of MemoryLimit: what a worker holds besides the shard, the tile and the score
@@ -160,7 +164,18 @@ func Search(s beam.Scope, cfg Config) beam.PCollection {
 		shards[i] = i
 	}
 	ids := beam.Reshuffle(s, beam.CreateList(s, shards))
-	parts, rejs := beam.ParDo2(s, &searchShardFn{Config: cfg}, ids)
+	var reusable, reused beam.PCollection // the previous lists that stay valid, and their query ids
+	if cfg.Refresh.On() {
+		reusable = beam.ParDo(s, &reusableListsFn{Config: cfg}, beam.Reshuffle(s, beam.CreateList(s, cfg.Refresh.Lists)))
+		reused = beam.DropValue(s, reusable)
+	} else {
+		reused = beam.CreateList(s, []string{})
+	}
+	parts, rejs, tiles := beam.ParDo3(s, &searchShardFn{Config: cfg}, ids, beam.SideInput{Input: reused})
+	if cfg.Refresh.On() {
+		earlier := beam.ParDo(s, routeEarlier, beam.CoGroupByKey(s, reusable, tiles))
+		parts = beam.Flatten(s, parts, beam.ParDo(s, &writeEarlierFn{Config: cfg}, beam.GroupByKey(s, earlier)))
+	}
 	infos := beam.ParDo(s, &mergeTileFn{Config: cfg}, beam.GroupByKey(s, parts))
 	beam.ParDo0(s, &writeManifestFn{Config: cfg}, beam.Impulse(s), beam.SideInput{Input: infos})
 	return rejs
@@ -169,15 +184,21 @@ func Search(s beam.Scope, cfg Config) beam.PCollection {
 type searchShardFn struct {
 	Config Config
 
-	engine *knn.Engine
-	report *progress.Reporter
+	engine  *knn.Engine
+	changed *changes.Set // refresh: the items that changed since the previous run
+	report  *progress.Reporter
 }
 
-func (fn *searchShardFn) Setup() error {
+func (fn *searchShardFn) Setup(ctx context.Context) error {
 	if err := ort.Init(fn.Config.Library); err != nil {
 		return err
 	}
 	var err error
+	if fn.Config.Refresh.On() {
+		if fn.changed, err = changes.Read(ctx, fn.Config.Refresh.Changes); err != nil {
+			return err
+		}
+	}
 	fn.engine, err = knn.Acquire(fn.Config.Engine)
 	if fn.Config.Progress {
 		fn.report = progress.Shared(Stage, "query tiles × gallery shards", int64(fn.Config.Shards()*fn.Config.Tiles()))
@@ -193,14 +214,24 @@ func (fn *searchShardFn) Teardown() error {
 	return nil
 }
 
-// shard is one gallery shard in memory, sorted by item id.
+// shard is one gallery shard in memory, sorted by item id; delta indexes the rows that
+// changed since the previous run (refresh only).
 type shard struct {
 	knn.Gallery
-	index    *knn.Index
-	relevant *knn.Relevance
+	index, delta *knn.Index
+	relevant     *knn.Relevance
 }
 
-func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(int, int), reject func(rejects.Record)) error {
+// ProcessElement searches every query tile in gallery shard s and emits (tile, s) for each
+// partial file written. Queries whose previous list is reused (refresh) are searched
+// among the shard's changed rows only; shard 0 emits (query, tile) for each of them.
+func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, reusedIDs func(*string) bool, emit func(int, int),
+	reject func(rejects.Record), emitReused func(string, int)) error {
+	reused := map[string]bool{}
+	var id string
+	for reusedIDs(&id) {
+		reused[id] = true
+	}
 	ort.MemoryTurn.Lock()
 	defer ort.MemoryTurn.Unlock()
 	defer ort.LimitMemory(fn.Config.MemoryLimit())()
@@ -212,6 +243,13 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 	g, err := fn.loadShard(ctx, r, s, reject)
 	if err != nil {
 		return err
+	}
+	if fn.changed != nil {
+		if d := deltaGallery(g.Gallery, fn.changed); len(d.IDs) > 0 {
+			if g.delta, err = knn.NewIndex(d); err != nil {
+				return fmt.Errorf("neighbors: changed rows of gallery shard %d: %w", s, err)
+			}
+		}
 	}
 	// The engine's score buffers are not needed between shards (nor while tiles merge).
 	defer fn.engine.FreeBuffers()
@@ -227,9 +265,18 @@ func (fn *searchShardFn) ProcessElement(ctx context.Context, s int, emit func(in
 	var ordinal int64
 	flush := func() error {
 		t := int((ordinal - 1) / int64(cfg.TileSize))
-		recs, err := fn.searchTile(tile, g)
+		recs, err := fn.searchTile(tile, g, reused)
 		if err != nil {
 			return err
+		}
+		if s == 0 {
+			for _, row := range tile.rows {
+				if reused[row.ID] {
+					emitReused(row.ID, t)
+				} else {
+					queriesInFull.Inc(ctx, 1)
+				}
+			}
 		}
 		uri := lists.PartialURI(cfg.Output, t, nt, s, ns, cfg.Ext)
 		if _, err := lists.WriteFile(ctx, uri, recs, prov); err != nil {
@@ -344,34 +391,60 @@ func (fn *searchShardFn) loadShard(ctx context.Context, r *embeddings.Reader, s 
 	return g, nil
 }
 
-// searchTile finds each query's top-k in the shard and counts its relevant shard rows.
-func (fn *searchShardFn) searchTile(tile *queryTile, g *shard) ([]lists.Record, error) {
-	n := len(tile.rows)
-	q := knn.Query{Dim: tile.dim, IDs: make([]string, n), Sequences: make([]string, n), Vectors: tile.vectors}
+// searchTile finds each query's top-k in the shard (among its changed rows only for the
+// queries in reused) and counts its relevant shard rows.
+func (fn *searchShardFn) searchTile(tile *queryTile, g *shard, reused map[string]bool) ([]lists.Record, error) {
+	var full, delta []int // the tile's rows searched in the whole shard, and among its changed rows
 	for i, row := range tile.rows {
-		q.IDs[i], q.Sequences[i] = row.ID, row.Sequence
-	}
-	var found [][]knn.Neighbor
-	if n > 0 && len(g.IDs) > 0 {
-		var err error
-		if found, err = fn.engine.SearchIndex(q, g.index); err != nil {
-			return nil, fmt.Errorf("neighbors: %w", err)
+		if reused[row.ID] {
+			delta = append(delta, i)
+		} else {
+			full = append(full, i)
 		}
 	}
-	out := make([]lists.Record, n)
+	out := make([]lists.Record, len(tile.rows))
 	for i, row := range tile.rows {
-		o := lists.Record{QueryID: row.ID, QueryLabel: row.Label, QueryCategory: row.Category, QuerySequence: row.Sequence,
+		out[i] = lists.Record{QueryID: row.ID, QueryLabel: row.Label, QueryCategory: row.Category, QuerySequence: row.Sequence,
 			NRelevant: g.relevant.Count(row.ID, row.Label, row.Sequence)}
-		if found != nil {
-			m := len(found[i])
-			o.NeighborIDs, o.NeighborLabels, o.Distances = make([]string, m), make([]int64, m), make([]float32, m)
-			for j, nb := range found[i] {
-				o.NeighborIDs[j], o.NeighborLabels[j], o.Distances[j] = g.IDs[nb.Index], g.Labels[nb.Index], nb.Dist
-			}
-		}
-		out[i] = o
 	}
-	return out, nil
+	if err := fn.search(tile, full, g.index, out); err != nil {
+		return nil, err
+	}
+	return out, fn.search(tile, delta, g.delta, out)
+}
+
+// search finds the top-k in ix of the tile's rows at, into their records.
+func (fn *searchShardFn) search(tile *queryTile, at []int, ix *knn.Index, out []lists.Record) error {
+	if len(at) == 0 || ix == nil {
+		return nil
+	}
+	d := tile.dim
+	q := knn.Query{Dim: d, IDs: make([]string, len(at)), Sequences: make([]string, len(at))}
+	if len(at) == len(tile.rows) {
+		q.Vectors = tile.vectors
+	} else {
+		q.Vectors = make([]float32, 0, len(at)*d)
+	}
+	for j, i := range at {
+		q.IDs[j], q.Sequences[j] = tile.rows[i].ID, tile.rows[i].Sequence
+		if len(at) != len(tile.rows) {
+			q.Vectors = append(q.Vectors, tile.vectors[i*d:(i+1)*d]...)
+		}
+	}
+	found, err := fn.engine.SearchIndex(q, ix)
+	if err != nil {
+		return fmt.Errorf("neighbors: %w", err)
+	}
+	g := ix.Gallery()
+	for j, i := range at {
+		m := len(found[j])
+		o := &out[i]
+		o.NeighborIDs, o.NeighborLabels, o.Distances = make([]string, m), make([]int64, m), make([]float32, m)
+		for k, nb := range found[j] {
+			o.NeighborIDs[k], o.NeighborLabels[k], o.Distances[k] = g.IDs[nb.Index], g.Labels[nb.Index], nb.Dist
+		}
+	}
+	return nil
 }
 
 func rejectVector(ctx context.Context, rec embeddings.Record, reason string, reject func(rejects.Record)) {
@@ -388,10 +461,14 @@ func (fn *mergeTileFn) ProcessElement(ctx context.Context, t int, shards func(*i
 	defer ort.LimitMemory(fn.Config.MemoryLimit())()
 	cfg := fn.Config
 	ns, nt := cfg.Shards(), cfg.Tiles()
-	seen := make([]bool, ns)
+	seen := make([]bool, ns+1) // and the partial of reused lists (refresh)
 	var s int
 	for shards(&s) {
 		seen[s] = true
+	}
+	var earlier string
+	if seen[ns] {
+		earlier = lists.PartialURI(cfg.Output, t, nt, ns, ns, cfg.Ext)
 	}
 	partials := make([]string, ns)
 	for i := range ns {
@@ -400,7 +477,7 @@ func (fn *mergeTileFn) ProcessElement(ctx context.Context, t int, shards func(*i
 		}
 		partials[i] = lists.PartialURI(cfg.Output, t, nt, i, ns, cfg.Ext)
 	}
-	info, err := lists.MergeFiles(ctx, blob.Join(cfg.Output, lists.ShardName(t, nt, cfg.Ext)), partials, cfg.Provenance)
+	info, err := lists.MergeWithEarlier(ctx, blob.Join(cfg.Output, lists.ShardName(t, nt, cfg.Ext)), partials, earlier, cfg.Provenance)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/pairwise"
 	"github.com/stirpipe/stirpipe/models/stir"
+	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
@@ -30,7 +31,7 @@ import (
 )
 
 func init() {
-	register.DoFn6x1[context.Context, string, func(*lists.Record) bool, func(*ItemRow) bool,
+	register.DoFn7x1[context.Context, string, func(*lists.Record) bool, func(*ItemRow) bool, func(*Scored) bool,
 		func(lists.Record), func(rejects.Record), error](&rerankFn{})
 	register.DoFn2x0[lists.Record, func(string, string)](&headItemsFn{})
 	register.Function1x2[lists.Record, string, lists.Record](byQuery)
@@ -83,7 +84,17 @@ type Config struct {
 	BatchPairs int
 	// CacheImages bounds the preprocessed images kept per bundle.
 	CacheImages int
+	// Earlier are the pair scores that may be reused (refresh and resume).
+	Earlier Earlier
+	// Pieces, when set, is where finished lists are committed as they go (piece files of
+	// Provenance, the output's), so that a killed run loses at most the work in flight.
+	Pieces     string
+	Provenance lists.Provenance
 }
+
+// pieceQueries is how many lists a worker collects before it commits them as a piece (and
+// at the end of every bundle).
+const pieceQueries = 256
 
 // Validate checks the configuration without touching the model.
 func (c Config) Validate() error {
@@ -115,7 +126,7 @@ func Rerank(s beam.Scope, lists, rows beam.PCollection, cfg Config) (beam.PColle
 	// query's list meets its rows.
 	needs := beam.ParDo(s, &headItemsFn{TopN: cfg.TopN}, lists)
 	routed := beam.ParDo(s, routeRows, beam.CoGroupByKey(s, needs, beam.ParDo(s, byItem, rows)))
-	joined := beam.CoGroupByKey(s, beam.ParDo(s, byQuery, lists), routed)
+	joined := beam.CoGroupByKey(s, beam.ParDo(s, byQuery, lists), routed, readScored(s, cfg.Earlier, cfg.Provenance))
 	return beam.ParDo2(s, &rerankFn{Config: cfg}, joined)
 }
 
@@ -154,13 +165,16 @@ type rerankFn struct {
 	slot   int       // floats per image
 	jobs   []job     // the queries whose pairs fill the batch buffers
 	q, c   []float32 // pair batch buffers
+	done   []lists.Record // emitted since the last piece was committed
 	report *progress.Reporter
 }
 
 // job is a query of the batch being filled.
 type job struct {
-	rec   lists.Record
-	first int // index of its first pair in the batch
+	rec    lists.Record
+	first  int       // index of its first pair in the batch
+	scores []float32 // its head's scores: reused ones set, the others from the batch
+	todo   []int     // the head positions scored in the batch, in order
 }
 
 func (fn *rerankFn) Setup(ctx context.Context) error {
@@ -182,37 +196,88 @@ func (fn *rerankFn) Setup(ctx context.Context) error {
 // ProcessElement takes a query's list (one, unless the lists repeat a query) and the
 // catalog rows routed to it.
 func (fn *rerankFn) ProcessElement(ctx context.Context, _ string, queries func(*lists.Record) bool, items func(*ItemRow) bool,
-	emit func(lists.Record), reject func(rejects.Record)) error {
+	earlier func(*Scored) bool, emit func(lists.Record), reject func(rejects.Record)) error {
 	rows := map[string]ItemRow{}
 	var it ItemRow
 	for items(&it) {
 		rows[it.ID] = it
 	}
+	known := map[string]float32{}
+	var sc Scored
+	for earlier(&sc) {
+		for i, id := range sc.IDs {
+			known[id] = sc.Scores[i]
+		}
+	}
+	emitted := func(r lists.Record) {
+		emit(r)
+		if fn.Config.Pieces != "" {
+			fn.done = append(fn.done, r)
+		}
+	}
 	var rec lists.Record
 	for queries(&rec) {
-		if err := fn.add(ctx, rec, rows, emit, reject); err != nil {
+		if err := fn.add(ctx, rec, rows, known, emitted, reject); err != nil {
 			return err
 		}
 	}
+	if len(fn.done) >= pieceQueries {
+		return fn.commit(ctx)
+	}
 	return nil
+}
+
+// commit writes the lists finished since the last piece as a piece file.
+func (fn *rerankFn) commit(ctx context.Context) error {
+	recs := fn.done
+	if len(recs) == 0 {
+		return nil
+	}
+	fn.done = nil
+	_, err := lists.WriteFile(ctx, blob.Join(fn.Config.Pieces, lists.PieceName(recs)), recs, fn.Config.Provenance)
+	return err
 }
 
 // add puts a query's head pairs in the batch. Whole queries are packed
 // greedily: the batch runs when the next query would overflow BatchPairs (one query's
 // pairs never straddle two passes) or when it is full, so every pass but a bundle's last
 // carries as many pairs as fit.
-func (fn *rerankFn) add(ctx context.Context, rec lists.Record, rows map[string]ItemRow, emit func(lists.Record), reject func(rejects.Record)) error {
+func (fn *rerankFn) add(ctx context.Context, rec lists.Record, rows map[string]ItemRow, known map[string]float32,
+	emit func(lists.Record), reject func(rejects.Record)) error {
 	if fn.cache == nil { // a bundle starts
 		fn.cache = newTensorCache(fn.Config.CacheImages)
 	}
 	h := stir.Head(len(rec.NeighborIDs), fn.Config.TopN)
-	if len(fn.jobs) > 0 && fn.batched()+h > fn.Config.BatchPairs {
+	j := job{rec: rec, scores: make([]float32, h)}
+	for i, id := range rec.NeighborIDs[:h] {
+		if s, ok := known[id]; ok {
+			j.scores[i] = s
+		} else {
+			j.todo = append(j.todo, i)
+		}
+	}
+	if reused := h - len(j.todo); reused > 0 {
+		pairsReused.Inc(ctx, int64(reused))
+	}
+	if len(j.todo) == 0 && h > 0 { // every pair scored before: no image to load
+		out, err := apply(rec, j.scores, fn.Config.TopN)
+		if err != nil {
+			return err
+		}
+		emit(out)
+		queriesReranked.Inc(ctx, 1)
+		queriesReused.Inc(ctx, 1)
+		fn.report.Add(1)
+		return nil
+	}
+	if len(fn.jobs) > 0 && fn.batched()+len(j.todo) > fn.Config.BatchPairs {
 		if err := fn.run(ctx, emit); err != nil {
 			return err
 		}
 	}
 	first := fn.batched()
-	if rej, ok := fn.addPairs(ctx, rec, h, rows); !ok {
+	j.first = first
+	if rej, ok := fn.addPairs(ctx, rec, j.todo, rows); !ok {
 		fn.q, fn.c = fn.q[:first*fn.slot], fn.c[:first*fn.slot]
 		keep := rec
 		keep.PairScores = nil
@@ -222,7 +287,7 @@ func (fn *rerankFn) add(ctx context.Context, rec lists.Record, rows map[string]I
 		fn.report.Add(1)
 		return nil
 	}
-	fn.jobs = append(fn.jobs, job{rec, first})
+	fn.jobs = append(fn.jobs, j)
 	if fn.batched() >= fn.Config.BatchPairs {
 		return fn.run(ctx, emit)
 	}
@@ -230,9 +295,17 @@ func (fn *rerankFn) add(ctx context.Context, rec lists.Record, rows map[string]I
 }
 
 func (fn *rerankFn) FinishBundle(ctx context.Context, emit func(lists.Record), _ func(rejects.Record)) error {
-	err := fn.run(ctx, emit)
+	err := fn.run(ctx, func(r lists.Record) {
+		emit(r)
+		if fn.Config.Pieces != "" {
+			fn.done = append(fn.done, r)
+		}
+	})
 	fn.cache = nil
-	return err
+	if err != nil {
+		return err
+	}
+	return fn.commit(ctx)
 }
 
 func (fn *rerankFn) Teardown() error {
@@ -264,8 +337,10 @@ func (fn *rerankFn) run(ctx context.Context, emit func(lists.Record)) error {
 		pairsScored.Inc(ctx, int64(n))
 	}
 	for _, j := range fn.jobs {
-		h := stir.Head(len(j.rec.NeighborIDs), fn.Config.TopN)
-		out, err := apply(j.rec, scores[j.first:j.first+h], fn.Config.TopN)
+		for k, i := range j.todo {
+			j.scores[i] = scores[j.first+k]
+		}
+		out, err := apply(j.rec, j.scores, fn.Config.TopN)
 		if err != nil {
 			return err
 		}
@@ -277,12 +352,16 @@ func (fn *rerankFn) run(ctx context.Context, emit func(lists.Record)) error {
 	return nil
 }
 
-// addPairs appends a query's h head pairs to the batch, or reports why it cannot.
-func (fn *rerankFn) addPairs(ctx context.Context, rec lists.Record, h int, rows map[string]ItemRow) (rejects.Record, bool) {
-	if h == 0 {
+// addPairs appends the pairs of a query and its head candidates at positions todo to the
+// batch, or reports why it cannot.
+func (fn *rerankFn) addPairs(ctx context.Context, rec lists.Record, todo []int, rows map[string]ItemRow) (rejects.Record, bool) {
+	if len(todo) == 0 {
 		return rejects.Record{}, true // an empty list: nothing to score
 	}
-	ids := append([]string{rec.QueryID}, rec.NeighborIDs[:h]...)
+	ids := []string{rec.QueryID}
+	for _, i := range todo {
+		ids = append(ids, rec.NeighborIDs[i])
+	}
 	tensors, bad, err := fn.tensors(ctx, ids, rows)
 	if err != nil {
 		var le *imageload.Error

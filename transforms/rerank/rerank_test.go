@@ -63,7 +63,7 @@ func TestBatchesPackWholeQueries(t *testing.T) {
 			var out []lists.Record
 			emit := func(r lists.Record) { out = append(out, r) }
 			for _, r := range recs {
-				if err := fn.ProcessElement(ctx, r.QueryID, iter([]lists.Record{r}), iter[ItemRow](nil), emit, nil); err != nil {
+				if err := fn.ProcessElement(ctx, r.QueryID, iter([]lists.Record{r}), iter[ItemRow](nil), iter[Scored](nil), emit, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -144,7 +144,7 @@ func TestUnknownItemKeepsList(t *testing.T) {
 	}
 	var out []lists.Record
 	var rejs []rejects.Record
-	err := fn.ProcessElement(context.Background(), "q", iter([]lists.Record{rec}), iter(items),
+	err := fn.ProcessElement(context.Background(), "q", iter([]lists.Record{rec}), iter(items), iter[Scored](nil),
 		func(r lists.Record) { out = append(out, r) }, func(r rejects.Record) { rejs = append(rejs, r) })
 	if err == nil {
 		err = fn.FinishBundle(context.Background(), func(r lists.Record) { out = append(out, r) }, nil)

@@ -16,6 +16,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/stirpipe/stirpipe/schemas/blob"
+	"github.com/stirpipe/stirpipe/schemas/changes"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
 	"github.com/stirpipe/stirpipe/schemas/lists"
 	"github.com/stirpipe/stirpipe/schemas/rejects"
@@ -28,6 +29,8 @@ func init() {
 	register.Emitter1[embeddings.ShardInfo]()
 	register.Iter1[*embeddings.ShardInfo]()
 	register.Iter1[*rejects.Record]()
+	register.DoFn3x1[context.Context, []byte, func(*string) bool, error](&writeChangesFn{})
+	register.Iter1[*string]()
 }
 
 // registerKind registers the DoFns that write one kind of stage file.
@@ -160,7 +163,8 @@ func ListsManifest(ctx context.Context, dir string, prov lists.Provenance, infos
 }
 
 // removeStale deletes the part files ("part-*") under dir that an earlier run left and a
-// new manifest does not list.
+// new manifest does not list, and the pieces committed on the way (embeddings.PiecesDir),
+// which the complete output now holds.
 func removeStale(ctx context.Context, dir string, listed []embeddings.ShardInfo) error {
 	keep := map[string]bool{}
 	for _, f := range listed {
@@ -172,11 +176,15 @@ func removeStale(ctx context.Context, dir string, listed []embeddings.ShardInfo)
 	}
 	for _, f := range files {
 		base := path.Base(filepath.ToSlash(f))
-		if strings.HasPrefix(base, "part-") && !keep[base] {
+		piece := path.Base(path.Dir(filepath.ToSlash(f))) == embeddings.PiecesDir
+		if piece || strings.HasPrefix(base, "part-") && !keep[base] {
 			if err := blob.Remove(ctx, f); err != nil {
 				return fmt.Errorf("remove stale file %s: %w", f, err)
 			}
 		}
+	}
+	if !blob.IsGCS(dir) { // the emptied pieces directory (a missing one is no error)
+		_ = blob.Remove(ctx, blob.Join(dir, embeddings.PiecesDir))
 	}
 	return nil
 }
@@ -205,4 +213,22 @@ func shardOf(id string, n int) int {
 	h := fnv.New32a()
 	h.Write([]byte(id))
 	return int(h.Sum32() % uint32(n))
+}
+
+// Changes writes the ids of the items that changed since the previous run (embeddings
+// output previous) into one changes file at uri.
+func Changes(s beam.Scope, ids beam.PCollection, uri, previous string) {
+	s = s.Scope("WriteChanges")
+	beam.ParDo0(s, &writeChangesFn{URI: uri, Previous: previous}, beam.Impulse(s), beam.SideInput{Input: ids})
+}
+
+type writeChangesFn struct{ URI, Previous string }
+
+func (fn *writeChangesFn) ProcessElement(ctx context.Context, _ []byte, iter func(*string) bool) error {
+	var ids []string
+	var id string
+	for iter(&id) {
+		ids = append(ids, id)
+	}
+	return changes.Write(ctx, fn.URI, fn.Previous, ids)
 }

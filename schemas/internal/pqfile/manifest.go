@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"path"
 	"slices"
@@ -68,8 +69,9 @@ func (k Kind[P]) Read(ctx context.Context, dir string) (Manifest[P], error) {
 
 // Output names one kind of stage output, and the format its manifests have.
 type Output struct {
-	// Format is the manifests' format.
-	Format string
+	// Format is the manifests' format; Readable are older formats still read.
+	Format   string
+	Readable []string
 	// Name starts the errors, e.g. "embeddings" gives "embeddings manifest URI: …".
 	Name string
 	// Incomplete says what a directory without a manifest is, e.g. "embeddings output
@@ -82,7 +84,7 @@ type Output struct {
 // Validate reports every problem of m as a manifest of o's kind at once.
 func Validate[P Provenance](o Output, m *Manifest[P]) error {
 	var errs []error
-	if m.Format != o.Format {
+	if m.Format != o.Format && !slices.Contains(o.Readable, m.Format) {
 		errs = append(errs, fmt.Errorf("format is %q, want %q", m.Format, o.Format))
 	}
 	if err := m.Provenance.Listable(); err != nil {
@@ -273,3 +275,36 @@ func (l *Listed[P]) Manifest() Manifest[P] { return l.m }
 
 // Provenance returns the provenance shared by every shard.
 func (l *Listed[P]) Provenance() P { return l.m.Provenance }
+
+// PiecesDir is the directory inside a stage output where a stage commits finished records
+// as it goes (piece files), until the output's manifest is written.
+const PiecesDir = "_pieces"
+
+// PieceName names a piece file by a hash of the ids of its records, so that the same
+// records always make the same file.
+func PieceName(ids []string) string {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	h := fnv.New64a()
+	for _, id := range ids {
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+	}
+	return fmt.Sprintf("piece-%016x.parquet", h.Sum64())
+}
+
+// ListPieces returns the piece files under an output's pieces directory, sorted (none
+// when there is none).
+func ListPieces(ctx context.Context, dir string) ([]string, error) {
+	files, err := blob.List(ctx, blob.Join(dir, PiecesDir))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range files {
+		if base := path.Base(f); strings.HasPrefix(base, "piece-") && strings.HasSuffix(base, ".parquet") {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
