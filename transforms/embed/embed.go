@@ -107,10 +107,10 @@ type embedFn struct {
 	cpu     bool // the session runs on the CPU
 	slot    int  // floats per image
 	rows    []catalog.Row
-	tensors []float32   // the batch's input
-	slots   [][]float32 // each image's part of tensors
-	errs    []error     // per row of the batch being loaded
-	prints  []string    // per row of the batch being loaded: its image's fingerprint
+	tensors []float32           // the batch's input
+	slots   [][]float32         // each image's part of tensors
+	errs    []error             // per row of the batch being loaded
+	prints  []string            // per row of the batch being loaded: its image's fingerprint
 	done    []embeddings.Record // embedded since the last piece was committed
 	report  *progress.Reporter
 }

@@ -162,9 +162,9 @@ type rerankFn struct {
 	images *imageload.Loader
 	cpu    bool // the session runs on the CPU: take ort.CPUTurn to decode and to score
 	cache  *tensorCache
-	slot   int       // floats per image
-	jobs   []job     // the queries whose pairs fill the batch buffers
-	q, c   []float32 // pair batch buffers
+	slot   int            // floats per image
+	jobs   []job          // the queries whose pairs fill the batch buffers
+	q, c   []float32      // pair batch buffers
 	done   []lists.Record // emitted since the last piece was committed
 	report *progress.Reporter
 }
