@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"path/filepath"
 	"strings"
@@ -197,6 +198,9 @@ func (p *EmbedPlan) findEarlier(ctx context.Context) error {
 		}
 		pdir := blob.Join(prev, EmbeddingsDir)
 		shards, err := reusableShards(ctx, pdir, p.Provenance)
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("--previous %s: %w", prev, err)
+		}
 		if err != nil {
 			p.Notes = append(p.Notes, fmt.Sprintf("full embed: the previous run's embeddings cannot be reused: %v", err))
 		} else {
@@ -222,11 +226,17 @@ func (p *EmbedPlan) findEarlier(ctx context.Context) error {
 }
 
 // reusableShards returns the shards of a complete embeddings output made by the same
-// model and preprocessing as prov, or why they cannot stand for this run's.
+// model and preprocessing as prov, or why they cannot stand for this run's: incomplete,
+// corrupt (its files do not match its manifest), of the first layout, which has no image
+// fingerprints, or from another model.
 func reusableShards(ctx context.Context, dir string, prov embeddings.Provenance) ([]string, error) {
-	m, err := embeddings.ReadManifest(ctx, dir)
+	r, err := embeddings.Open(ctx, dir)
 	if err != nil {
 		return nil, err
+	}
+	m := r.Manifest()
+	if m.Format != embeddings.FormatV2 {
+		return nil, fmt.Errorf("%s is %s, which records no image fingerprints", dir, m.Format)
 	}
 	if err := embed.SameModel(m.Provenance, prov); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)

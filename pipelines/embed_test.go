@@ -24,8 +24,13 @@ import (
 
 func TestMain(m *testing.M) { blobtest.Main(func() int { return ptest.MainRet(m) }, "bucket") }
 
-// runOnPrism builds a stage's pipeline and runs it on prism.
+// runOnPrism starts a stage, builds its pipeline and runs it on prism.
 func runOnPrism(st Stage) error {
+	if s, ok := st.(interface{ Start(context.Context) error }); ok {
+		if err := s.Start(context.Background()); err != nil {
+			return err
+		}
+	}
 	p, s := beam.NewPipelineWithRoot()
 	st.Build(s)
 	return ptest.Run(p)

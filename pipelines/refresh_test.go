@@ -17,6 +17,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/ort"
 	"github.com/stirpipe/stirpipe/models/synth"
 	"github.com/stirpipe/stirpipe/models/zoo"
+	"github.com/stirpipe/stirpipe/schemas/embeddings"
 )
 
 // refreshJob is the whole job on a catalog with the shipped stir-tiny models, cut into
@@ -166,4 +167,69 @@ func withoutRefresh(t *testing.T, data []byte) []byte {
 	delete(doc, "work")
 	out, _ := json.Marshal(doc)
 	return out
+}
+
+// TestRefreshFromUnusablePrevious: a previous run that cannot be trusted (incomplete,
+// corrupt, from another model) gives a full embed that says why; one that is not there
+// stops the job before any work.
+func TestRefreshFromUnusablePrevious(t *testing.T) {
+	ctx := context.Background()
+	_, sum := generate(t)
+	prev := t.TempDir()
+	run(t, options(sum.CatalogPath, prev)) // the vit-tiny embedder
+	stirTiny := filepath.Join(zoo.Dir(), stirDir, "embedder.json")
+
+	copyRun := func(t *testing.T, spoil func(dir string)) string {
+		dir := t.TempDir()
+		if err := os.CopyFS(dir, os.DirFS(prev)); err != nil {
+			t.Fatal(err)
+		}
+		spoil(filepath.Join(dir, EmbeddingsDir))
+		return dir
+	}
+	cases := []struct {
+		name, why string
+		previous  func(t *testing.T) string
+		model     string
+	}{
+		{"incomplete", "_manifest.json is missing", func(t *testing.T) string {
+			return copyRun(t, func(d string) { os.Remove(filepath.Join(d, "_manifest.json")) })
+		}, ""},
+		{"corrupt manifest", "manifest", func(t *testing.T) string {
+			return copyRun(t, func(d string) { os.WriteFile(filepath.Join(d, "_manifest.json"), []byte("{not json"), 0o644) })
+		}, ""},
+		{"truncated shard", "not a readable Parquet file", func(t *testing.T) string {
+			return copyRun(t, func(d string) { os.Truncate(filepath.Join(d, embeddings.ShardName(0, 3)), 100) })
+		}, ""},
+		{"another model", "model sha256", func(*testing.T) string { return prev }, stirTiny},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := options(sum.CatalogPath, t.TempDir())
+			o.Previous = c.previous(t)
+			if c.model != "" {
+				o.Model = c.model
+			}
+			p, err := PrepareEmbed(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Earlier.Previous) != 0 || len(p.Notes) != 1 || !strings.Contains(p.Notes[0], "full embed") || !strings.Contains(p.Notes[0], c.why) {
+				t.Fatalf("notes %q, %d previous files: want one note of a full embed saying %q", p.Notes, len(p.Earlier.Previous), c.why)
+			}
+			s, err := RunStage(ctx, p, func(_ context.Context, pl *beam.Pipeline) (beam.PipelineResult, error) { return ptest.RunWithMetrics(pl) }, func(Stage) {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Work["reused"] != 0 || s.Work["embedded"] != count(s, "embeddings") {
+				t.Errorf("work %v, want nothing reused and all %d embedded", s.Work, count(s, "embeddings"))
+			}
+		})
+	}
+
+	o := options(sum.CatalogPath, t.TempDir())
+	o.Previous = filepath.Join(t.TempDir(), "no-such-run")
+	if _, err := PrepareEmbed(ctx, o); err == nil || !strings.Contains(err.Error(), o.Previous) {
+		t.Errorf("a previous run that is not there: %v, want an error naming it", err)
+	}
 }

@@ -135,8 +135,8 @@ func (l *Loader) FingerprintOf(ctx context.Context, row catalog.Row) (string, er
 		if err != nil {
 			return "", &Error{StageRead, ReasonUnsafePath, err}
 		}
-		if info, err := blob.Stat(ctx, uri); err == nil && len(info.MD5) == md5.Size {
-			return fingerprintPrefix + hex.EncodeToString([]byte(info.MD5)), nil
+		if sum, err := blob.StoredMD5(ctx, uri); err == nil && len(sum) == md5.Size {
+			return fingerprintPrefix + hex.EncodeToString(sum), nil
 		}
 	}
 	data, err := l.read(ctx, row.Path)

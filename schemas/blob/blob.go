@@ -121,9 +121,6 @@ type Info struct {
 	// Version changes whenever the content may have: the object's generation on Cloud
 	// Storage, the modification time in nanoseconds on local disk.
 	Version string
-	// MD5 is the content's MD5 when the store keeps it (Cloud Storage, except composite
-	// objects) as raw bytes; "" otherwise.
-	MD5 string
 }
 
 // Stat returns the size and version of a file or object.
@@ -143,7 +140,25 @@ func Stat(ctx context.Context, uri string) (Info, error) {
 	if err != nil {
 		return Info{}, gcsErr(uri, err)
 	}
-	return Info{Size: attrs.Size, Version: "generation:" + strconv.FormatInt(attrs.Generation, 10), MD5: string(attrs.MD5)}, nil
+	return Info{Size: attrs.Size, Version: "generation:" + strconv.FormatInt(attrs.Generation, 10)}, nil
+}
+
+// StoredMD5 returns the MD5 digest that the store keeps of an object's content, without
+// reading it: Cloud Storage's, for every object but composite ones. It is nil for those
+// and for local files.
+func StoredMD5(ctx context.Context, uri string) ([]byte, error) {
+	if !IsGCS(uri) {
+		return nil, nil
+	}
+	obj, err := object(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	attrs, err := obj.Attrs(ctx)
+	if err != nil {
+		return nil, gcsErr(uri, err)
+	}
+	return attrs.MD5, nil
 }
 
 // Size returns the size in bytes of a file or object.
