@@ -217,7 +217,9 @@ func TestRefreshFromUnusablePrevious(t *testing.T) {
 			if len(p.Earlier.Previous) != 0 || len(p.Notes) != 1 || !strings.Contains(p.Notes[0], "full embed") || !strings.Contains(p.Notes[0], c.why) {
 				t.Fatalf("notes %q, %d previous files: want one note of a full embed saying %q", p.Notes, len(p.Earlier.Previous), c.why)
 			}
-			s, err := RunStage(ctx, p, func(_ context.Context, pl *beam.Pipeline) (beam.PipelineResult, error) { return ptest.RunWithMetrics(pl) }, func(Stage) {})
+			s, err := RunStage(ctx, p, func(_ context.Context, pl *beam.Pipeline) (beam.PipelineResult, error) {
+				return ptest.RunWithMetrics(pl)
+			}, func(Stage) {})
 			if err != nil {
 				t.Fatal(err)
 			}
