@@ -52,6 +52,8 @@ func main() {
 		os.Exit(runNeighborsBench(context.Background(), os.Args[2:]))
 	case "rerank":
 		os.Exit(runRerankBench(context.Background(), os.Args[2:]))
+	case "refresh":
+		os.Exit(runRefreshBench(context.Background(), os.Args[2:]))
 	default:
 		fmt.Fprintf(os.Stderr, "bench: unknown benchmark %q\n\n", os.Args[1])
 		usage()
@@ -68,6 +70,7 @@ func usage() {
 	fmt.Fprintln(os.Stderr, "  embed    embed pipeline (stir embed on prism) vs a plain ONNX Runtime loop on pre-decoded tensors")
 	fmt.Fprintln(os.Stderr, "  neighbors exact k-NN engine vs FAISS on SOP-scale random vectors; neighbours stage wall time and peak RSS")
 	fmt.Fprintln(os.Stderr, "  rerank   STIR rerank stage (stir rerank on prism) vs a plain ONNX Runtime loop on the same pre-decoded pairs")
+	fmt.Fprintln(os.Stderr, "  refresh  stir run --previous on a catalog with 1 % of its rows changed vs a full run on it: wall time, work, identical files")
 }
 
 // runBench is the flow every benchmark shares: parse and check its flags, default the
