@@ -78,12 +78,14 @@ fmt:
 ## bench: embed pipeline vs a plain ONNX Runtime loop on ViT-S/16 (needs `make vits16`), then
 ## exact k-NN vs FAISS at SOP scale and the neighbours stage's peak RSS (needs python3-faiss),
 ## then the STIR rerank stage's pairs/s vs a plain loop on the same pairs (ViT-S/16 pairwise),
-## then the launcher's cost against catalog size (bench-launcher)
+## then a refresh of a 22,000-row catalog with 1 % of its rows changed against a full run on it
+## (stir-tiny models, the whole job), then the launcher's cost against catalog size (bench-launcher)
 bench: ort vits16 bench-launcher
 	$(GO) run ./launch/bench embed --model models/zoo/vits16/embedder.json --images 512 --size 500 --work $(BENCH)
 	$(GO) run ./launch/bench neighbors --work $(BENCH)
 	$(GO) run ./launch/bench rerank --pair_model models/zoo/vits16/pairwise.json --embed_model models/zoo/vits16/embedder.json \
 		--images 160 --size 500 --top_n 5 --pair_batch 10 --work $(BENCH)
+	$(GO) run ./launch/bench refresh --products 5000 --reps 3 --work $(BENCH)
 
 ## bench-launcher: seconds and peak RSS of `stir embed` until it starts the job and until its
 ## first image, on 20,000 and 200,000 rows (the demo catalog repeated); needs inotify-tools

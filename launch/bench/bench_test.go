@@ -297,7 +297,7 @@ func TestBenchEmbedEndToEnd(t *testing.T) {
 
 // TestFlags: every benchmark refuses bad flags with exit code 2, and --help exits 0.
 func TestFlags(t *testing.T) {
-	runs := map[string]func(context.Context, []string) int{"embed": runEmbed, "neighbors": runNeighborsBench, "rerank": runRerankBench}
+	runs := map[string]func(context.Context, []string) int{"embed": runEmbed, "neighbors": runNeighborsBench, "rerank": runRerankBench, "refresh": runRefreshBench}
 	tests := []struct {
 		bench, name string
 		args        []string
@@ -326,6 +326,10 @@ func TestFlags(t *testing.T) {
 		{"rerank", "max reps below quiet reps", []string{"--quiet_reps", "4", "--max_reps", "3"}, 2},
 		{"rerank", "quiet reps without pipeline", []string{"--quiet_reps", "2", "--pipeline=false"}, 2},
 		{"rerank", "bad graph opt", []string{"--graph_opt", "most"}, 2},
+		{"refresh", "help", []string{"--help"}, 0},
+		{"refresh", "bad reps", []string{"--reps", "0"}, 2},
+		{"refresh", "too few products", []string{"--products", "3"}, 2},
+		{"refresh", "stray argument", []string{"extra"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.bench+" "+tt.name, func(t *testing.T) {

@@ -29,6 +29,7 @@ type refreshConfig struct {
 	Size      int     `json:"size"`
 	Seed      int64   `json:"seed"`
 	Reps      int     `json:"reps"`
+	K         int     `json:"k"`
 	Added     float64 `json:"added_fraction"`
 	Replaced  float64 `json:"replaced_fraction"`
 	Removed   float64 `json:"removed_fraction"`
@@ -74,6 +75,7 @@ func runRefreshBench(ctx context.Context, args []string) int {
 	fs.IntVar(&c.Size, "size", 224, "nominal image side in pixels")
 	fs.Int64Var(&c.Seed, "seed", 13, "generator seed")
 	fs.IntVar(&c.Reps, "reps", 3, "full runs and refreshes, alternated")
+	fs.IntVar(&c.K, "k", 100, "neighbours per query")
 	fs.Float64Var(&c.Added, "added", 0.005, "fraction of rows added by the change")
 	fs.Float64Var(&c.Replaced, "replaced", 0.0025, "fraction of rows whose image is replaced")
 	fs.Float64Var(&c.Removed, "removed", 0.0025, "fraction of rows removed")
@@ -83,8 +85,8 @@ func runRefreshBench(ctx context.Context, args []string) int {
 	fs.StringVar(&c.Stir, "stir", "", "stir binary; empty: build it into --work")
 	fs.StringVar(&c.JSON, "json", "", "results file; empty: WORK/bench-refresh.json")
 	return runBench("refresh", fs, args, &c.Work, &c.JSON, func() error {
-		if c.Products < 10 || c.Reps < 1 {
-			return errors.New("--products must be ≥ 10 and --reps ≥ 1")
+		if c.Products < 10 || c.Reps < 1 || c.K < 5 {
+			return errors.New("--products must be ≥ 10, --reps ≥ 1 and --k ≥ 5 (the STIR head)")
 		}
 		return nil
 	}, func(log io.Writer) (*refreshResult, error) { return measureRefresh(ctx, c, log) }, printRefresh)
@@ -127,7 +129,7 @@ func measureRefresh(ctx context.Context, c refreshConfig, log io.Writer) (*refre
 	res.RowsNew = len(changed)
 	job := func(catalog, out string, extra ...string) []string {
 		return append([]string{"run", "--catalog", catalog, "--output", out, "--model", c.Model, "--pair_model", c.PairModel,
-			"--progress=false", "--latest", "none"}, extra...)
+			"--k", strconv.Itoa(c.K), "--progress=false", "--latest", "none"}, extra...)
 	}
 	prev := filepath.Join(work, "run-before")
 	if _, err := os.Stat(filepath.Join(prev, "metrics.json")); err != nil {

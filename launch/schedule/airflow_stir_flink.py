@@ -29,6 +29,7 @@ with DAG(
             "environment_config": "localhost:50000",
             "catalog": "gs://BUCKET/catalog/catalog.csv",
             "output": "gs://BUCKET/runs/{date}",
+            "previous": "latest",
             "model": "gs://BUCKET/models/stir-tiny/embedder.json",
             "pair_model": "gs://BUCKET/models/stir-tiny/pairwise.json",
             "progress": "false",

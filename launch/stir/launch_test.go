@@ -413,7 +413,7 @@ func TestFlexTemplateParameters(t *testing.T) {
 	runFlags(fs)
 	examples := map[string]string{"catalog": catalogURI, "output": "gs://b/runs/{date}", "model": modelURI,
 		"pair_model": "/opt/stir/models/stir-tiny/pairwise.json", "root": "gs://b/images", "k": "100", "top_n": "5",
-		"provider": "cuda", "batch_size": "64"}
+		"provider": "cuda", "batch_size": "64", "previous": "latest"}
 	for _, p := range meta.Parameters {
 		if fs.Lookup(p.Name) == nil {
 			t.Errorf("template parameter %q is not a flag of stir run", p.Name)

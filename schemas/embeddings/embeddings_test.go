@@ -529,3 +529,45 @@ func TestRolesIn(t *testing.T) {
 		}
 	}
 }
+
+// TestReadFormatV1: an output written before image fingerprints is still read, by Open and
+// by ReadFile, with no fingerprint on any record.
+func TestReadFormatV1(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	prov := testProvenance(16)
+	recs := makeRecords(40, 16, 5)
+	info, err := writeShard(ctx, filepath.Join(dir, ShardName(0, 1)), recs, prov, FormatV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManifest(prov, []ShardInfo{info})
+	m.Format = FormatV1
+	if err := WriteManifest(ctx, dir, m); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.ReadAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	err = ReadFile(ctx, filepath.Join(dir, ShardName(0, 1)), func(p Provenance) error { return nil }, func(rec Record) error {
+		if rec.Fingerprint != "" {
+			t.Errorf("%s: fingerprint %q from a v1 file", rec.Row.ID, rec.Fingerprint)
+		}
+		n++
+		return nil
+	})
+	if err != nil || len(got) != len(recs) || n != len(recs) {
+		t.Fatalf("read %d records with Open and %d with ReadFile (%v), want %d", len(got), n, err, len(recs))
+	}
+	for _, rec := range got {
+		if rec.Fingerprint != "" || len(rec.Embedding) != 16 {
+			t.Fatalf("%s: fingerprint %q, %d values", rec.Row.ID, rec.Fingerprint, len(rec.Embedding))
+		}
+	}
+}

@@ -36,6 +36,11 @@ func rowGroupRows(dim int) int {
 // embedding of prov.Dim finite values; otherwise nothing is written and the error names
 // every offending item (up to 20).
 func WriteShard(ctx context.Context, uri string, recs []Record, prov Provenance) (ShardInfo, error) {
+	return writeShard(ctx, uri, recs, prov, FormatV2)
+}
+
+// writeShard is WriteShard in the layout of format (FormatV1 only in tests).
+func writeShard(ctx context.Context, uri string, recs []Record, prov Provenance, format string) (ShardInfo, error) {
 	if err := prov.Validate(); err != nil {
 		return ShardInfo{}, fmt.Errorf("write embeddings %s: %w", uri, err)
 	}
@@ -44,7 +49,7 @@ func WriteShard(ctx context.Context, uri string, recs []Record, prov Provenance)
 	}
 	dim := prov.Dim
 	return pqfile.Write(ctx, uri, recs, pqfile.Spec[Record]{
-		Schema:       Schema(dim, prov),
+		Schema:       schemaOf(format, dim, prov),
 		Compare:      func(a, b *Record) int { return strings.Compare(a.Row.ID, b.Row.ID) },
 		Append:       appendRecord,
 		RowGroupRows: rowGroupRows(dim),
@@ -86,7 +91,8 @@ func checkRecords(recs []Record, dim int) error {
 	return pqfile.JoinLimited(errs, maxProblems)
 }
 
-// appendRecord appends r as one row; the builder's fields follow Schema.
+// appendRecord appends r as one row; the builder's fields follow Schema (or the FormatV1
+// schema, which has no fingerprint column).
 func appendRecord(b *array.RecordBuilder, r *Record) {
 	row := &r.Row
 	b.Field(0).(*array.StringBuilder).Append(row.ID)
@@ -106,8 +112,12 @@ func appendRecord(b *array.RecordBuilder, r *Record) {
 		}
 	}
 	b.Field(12).(*array.Int64Builder).Append(row.Line)
-	appendOptional(b.Field(13).(*array.StringBuilder), r.Fingerprint)
-	lb := b.Field(14).(*array.FixedSizeListBuilder)
+	emb := 13
+	if b.Schema().NumFields() > 14 {
+		appendOptional(b.Field(13).(*array.StringBuilder), r.Fingerprint)
+		emb = 14
+	}
+	lb := b.Field(emb).(*array.FixedSizeListBuilder)
 	lb.Append(true)
 	lb.ValueBuilder().(*array.Float32Builder).AppendValues(r.Embedding, nil)
 }

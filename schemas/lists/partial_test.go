@@ -393,3 +393,60 @@ func TestWriteSortedOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeWithEarlier: a tile's partials where some queries' lists for the last shard
+// come from an earlier file (the shard's partial holds only their relevance count) merge
+// into the same global top k; an earlier list of a query outside the tile is an error.
+func TestMergeWithEarlier(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	f := newSearchFixture(12, 60, 3, 5)
+	prov := testProvenance(StageNeighbors, 6)
+	part := prov
+	part.Stage = StagePartial
+	last := len(f.shards) - 1
+	var partials []string
+	var earlier []Record
+	for s, items := range f.shards {
+		var recs []Record
+		for i, q := range f.queries {
+			r := topK(q, items, f.dist, prov.K)
+			if s == last && i%2 == 0 {
+				e := r
+				earlier = append(earlier, e)
+				r.NeighborIDs, r.NeighborLabels, r.Distances = nil, nil, nil
+			}
+			recs = append(recs, r)
+		}
+		uri := PartialURI(dir, 0, 1, s, len(f.shards), ExtParquet)
+		if _, err := WriteFile(ctx, uri, recs, part); err != nil {
+			t.Fatal(err)
+		}
+		partials = append(partials, uri)
+	}
+	early := PartialURI(dir, 0, 1, len(f.shards), len(f.shards), ExtParquet)
+	if _, err := WriteFile(ctx, early, earlier, part); err != nil {
+		t.Fatal(err)
+	}
+	out := blob.Join(dir, ShardName(0, 1, ExtParquet))
+	if _, err := MergeWithEarlier(ctx, out, partials, early, prov); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := ReadFile(ctx, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []Record
+	for _, q := range f.queries {
+		want = append(want, topK(q, f.all, f.dist, prov.K))
+	}
+	equalRecords(t, got, sorted(want))
+
+	stray := append(earlier, Record{QueryID: "zz-not-in-tile", QueryLabel: 1})
+	if _, err := WriteFile(ctx, early, stray, part); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MergeWithEarlier(ctx, out, partials, early, prov); err == nil || !strings.Contains(err.Error(), "zz-not-in-tile") {
+		t.Errorf("an earlier list of a query outside the tile: %v, want an error naming it", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/stirpipe/stirpipe/models/manifest"
 	"github.com/stirpipe/stirpipe/schemas/catalog"
 	"github.com/stirpipe/stirpipe/schemas/embeddings"
+	"github.com/stirpipe/stirpipe/transforms/progress"
 )
 
 func init() {
@@ -66,7 +67,7 @@ func Reuse(s beam.Scope, rows beam.PCollection, earlier Earlier, cfg Config, pre
 		return beam.ParDo(s.Scope(name), &readEarlierFn{Want: cfg.Provenance}, beam.Reshuffle(s, beam.CreateList(s, files)))
 	}
 	joined := beam.CoGroupByKey(s, printed, read("Previous", earlier.Previous), read("Pieces", earlier.Pieces))
-	return beam.ParDo3(s, &reuseFn{}, joined)
+	return beam.ParDo3(s, &reuseFn{Progress: cfg.Progress, Total: cfg.Total}, joined)
 }
 
 // PrintedRow is a catalog row with its image's fingerprint ("" when the image cannot be
@@ -155,7 +156,20 @@ func SameModel(got, want embeddings.Provenance) error {
 	return nil
 }
 
-type reuseFn struct{}
+// reuseFn decides, item by item, what is reused and what is embedded; reused rows count
+// in the stage's progress as done.
+type reuseFn struct {
+	Progress bool
+	Total    int64
+
+	report *progress.Reporter
+}
+
+func (fn *reuseFn) Setup() {
+	if fn.Progress {
+		fn.report = progress.Shared(StageEmbed, "images", fn.Total)
+	}
+}
 
 func (fn *reuseFn) ProcessElement(ctx context.Context, id string, rows func(*PrintedRow) bool, previous, pieces func(*embeddings.Record) bool,
 	emitReused func(embeddings.Record), emitToEmbed func(catalog.Row), emitChanged func(string)) {
@@ -193,6 +207,7 @@ func (fn *reuseFn) ProcessElement(ctx context.Context, id string, rows func(*Pri
 		return
 	}
 	reusedCount.Inc(ctx, 1)
+	fn.report.Add(1)
 	emitReused(embeddings.Record{Row: row.Row, Fingerprint: row.Fingerprint, Embedding: rec.Embedding})
 }
 

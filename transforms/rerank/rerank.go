@@ -124,10 +124,23 @@ func Rerank(s beam.Scope, lists, rows beam.PCollection, cfg Config) (beam.PColle
 	}
 	// Route each catalog row to the queries whose own row or head it is; then each
 	// query's list meets its rows.
+	var done, scored beam.PCollection // lists whose every head pair was scored before; the earlier scores of the others
+	if cfg.Earlier.On() {
+		// Lists whose head was scored before in full skip the join with the catalog.
+		known := beam.CoGroupByKey(s, beam.ParDo(s, byQuery, lists), readScored(s, cfg.Earlier, cfg.Provenance))
+		done, lists, scored = beam.ParDo3(s, &splitKnownFn{Config: cfg}, known)
+	} else {
+		scored = beam.CreateList(s, []kvScored{})
+		scored = beam.ParDo(s, unKV, scored)
+	}
 	needs := beam.ParDo(s, &headItemsFn{TopN: cfg.TopN}, lists)
 	routed := beam.ParDo(s, routeRows, beam.CoGroupByKey(s, needs, beam.ParDo(s, byItem, rows)))
-	joined := beam.CoGroupByKey(s, beam.ParDo(s, byQuery, lists), routed, readScored(s, cfg.Earlier, cfg.Provenance))
-	return beam.ParDo2(s, &rerankFn{Config: cfg}, joined)
+	joined := beam.CoGroupByKey(s, beam.ParDo(s, byQuery, lists), routed, scored)
+	reranked, rejs := beam.ParDo2(s, &rerankFn{Config: cfg}, joined)
+	if cfg.Earlier.On() {
+		reranked = beam.Flatten(s, done, reranked)
+	}
+	return reranked, rejs
 }
 
 // headItemsFn emits (item, query) for a query and each of its head candidates.
@@ -202,13 +215,7 @@ func (fn *rerankFn) ProcessElement(ctx context.Context, _ string, queries func(*
 	for items(&it) {
 		rows[it.ID] = it
 	}
-	known := map[string]float32{}
-	var sc Scored
-	for earlier(&sc) {
-		for i, id := range sc.IDs {
-			known[id] = sc.Scores[i]
-		}
-	}
+	known := knownScores(earlier)
 	emitted := func(r lists.Record) {
 		emit(r)
 		if fn.Config.Pieces != "" {
@@ -224,6 +231,19 @@ func (fn *rerankFn) ProcessElement(ctx context.Context, _ string, queries func(*
 	if len(fn.done) >= pieceQueries {
 		return fn.commit(ctx)
 	}
+	return nil
+}
+
+// finishKnown reranks a list whose every head pair was scored before.
+func (fn *rerankFn) finishKnown(ctx context.Context, j job, emit func(lists.Record)) error {
+	out, err := apply(j.rec, j.scores, fn.Config.TopN)
+	if err != nil {
+		return err
+	}
+	emit(out)
+	queriesReranked.Inc(ctx, 1)
+	queriesReused.Inc(ctx, 1)
+	fn.report.Add(1)
 	return nil
 }
 
@@ -247,28 +267,12 @@ func (fn *rerankFn) add(ctx context.Context, rec lists.Record, rows map[string]I
 	if fn.cache == nil { // a bundle starts
 		fn.cache = newTensorCache(fn.Config.CacheImages)
 	}
-	h := stir.Head(len(rec.NeighborIDs), fn.Config.TopN)
-	j := job{rec: rec, scores: make([]float32, h)}
-	for i, id := range rec.NeighborIDs[:h] {
-		if s, ok := known[id]; ok {
-			j.scores[i] = s
-		} else {
-			j.todo = append(j.todo, i)
-		}
-	}
-	if reused := h - len(j.todo); reused > 0 {
+	j := newJob(rec, known, fn.Config.TopN)
+	if reused := len(j.scores) - len(j.todo); reused > 0 {
 		pairsReused.Inc(ctx, int64(reused))
 	}
-	if len(j.todo) == 0 && h > 0 { // every pair scored before: no image to load
-		out, err := apply(rec, j.scores, fn.Config.TopN)
-		if err != nil {
-			return err
-		}
-		emit(out)
-		queriesReranked.Inc(ctx, 1)
-		queriesReused.Inc(ctx, 1)
-		fn.report.Add(1)
-		return nil
+	if len(j.todo) == 0 && len(j.scores) > 0 { // every pair scored before: no image to load
+		return fn.finishKnown(ctx, j, emit)
 	}
 	if len(fn.jobs) > 0 && fn.batched()+len(j.todo) > fn.Config.BatchPairs {
 		if err := fn.run(ctx, emit); err != nil {
