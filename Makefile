@@ -11,7 +11,7 @@ BENCH     := out/bench
 
 export STIR_ONNXRUNTIME_LIB ?= $(CURDIR)/$(ORT_LIB)
 
-.PHONY: all build worker layout image image-gpu image-flex ort duckdb demo test vet fmt bench bench-launcher vits16 clean
+.PHONY: all build worker layout image image-gpu image-flex ort duckdb demo test vet fmt bench bench-launcher bench-resume vits16 clean
 
 all: build
 
@@ -86,6 +86,13 @@ bench: ort vits16 bench-launcher
 	$(GO) run ./launch/bench rerank --pair_model models/zoo/vits16/pairwise.json --embed_model models/zoo/vits16/embedder.json \
 		--images 160 --size 500 --top_n 5 --pair_batch 10 --work $(BENCH)
 	$(GO) run ./launch/bench refresh --products 5000 --reps 3 --work $(BENCH)
+	$(MAKE) bench-resume
+
+## bench-resume: a run of the demo catalog killed at 60 % of its wall time, then rerun on the
+## same output: what the rerun costs, and that it writes the unbroken run's files (needs jq, bc)
+bench-resume: ort build
+	test -f $(DEMO)/catalog/catalog.csv || $(BIN) synth --out $(DEMO)/catalog $(DEMO_CATALOG)
+	bash launch/bench/resume.sh $(BIN) $(DEMO)/catalog/catalog.csv $(BENCH)/resume 0.6
 
 ## bench-launcher: seconds and peak RSS of `stir embed` until it starts the job and until its
 ## first image, on 20,000 and 200,000 rows (the demo catalog repeated); needs inotify-tools

@@ -188,7 +188,7 @@ func PrepareEmbed(ctx context.Context, o EmbedOptions) (*EmbedPlan, error) {
 func (p *EmbedPlan) findEarlier(ctx context.Context) error {
 	o := p.Options
 	dir := blob.Join(o.Output, EmbeddingsDir)
-	if prev := o.Previous; prev != "" && blob.Join(prev) != blob.Join(o.Output) {
+	if prev := o.Previous; prev != "" && !sameDir(prev, o.Output) {
 		files, err := blob.List(ctx, prev)
 		if err != nil {
 			return fmt.Errorf("--previous %s: %w", prev, err)
@@ -223,6 +223,20 @@ func (p *EmbedPlan) findEarlier(ctx context.Context) error {
 		p.Notes = append(p.Notes, fmt.Sprintf("resume: %d file(s) of finished embeddings in %s", len(pieces), dir))
 	}
 	return nil
+}
+
+// sameDir reports whether two run directories are the same one (a rerun in place reuses
+// its own output, not a previous run's).
+func sameDir(a, b string) bool {
+	if !blob.IsGCS(a) && !blob.IsGCS(b) {
+		var err1, err2 error
+		a, err1 = filepath.Abs(a)
+		b, err2 = filepath.Abs(b)
+		if err1 != nil || err2 != nil {
+			return false
+		}
+	}
+	return blob.Join(a) == blob.Join(b)
 }
 
 // reusableShards returns the shards of a complete embeddings output made by the same

@@ -108,7 +108,7 @@ func TestRefreshEqualsFullRun(t *testing.T) {
 	}
 	cat := filepath.Join(changed, "catalog.csv")
 	out := filepath.Join(t.TempDir(), "run")
-	runJob(t, refreshJob(cat, out, ""))
+	fullSums := runJob(t, refreshJob(cat, out, ""))
 	full := filepath.Join(t.TempDir(), "full")
 	if err := os.Rename(out, full); err != nil {
 		t.Fatal(err)
@@ -126,6 +126,12 @@ func TestRefreshEqualsFullRun(t *testing.T) {
 	}
 	if count(n, "reused") <= 0 || count(n, "searched") <= 0 {
 		t.Errorf("neighbours: %d lists reused, %d searched in full: want both > 0", count(n, "reused"), count(n, "searched"))
+	}
+	if all := count(fullSums["rerank"], "pairs"); count(r, "pairs")+count(r, "pairs reused") != all {
+		t.Errorf("rerank: %d pairs scored + %d reused, the full run scored %d", count(r, "pairs"), count(r, "pairs reused"), all)
+	}
+	if count(e, "reused")+count(e, "embedded") != count(e, "embeddings") {
+		t.Errorf("embed: %d reused + %d embedded, %d embeddings", count(e, "reused"), count(e, "embedded"), count(e, "embeddings"))
 	}
 	if count(r, "pairs reused") <= 0 || count(r, "pairs") >= count(r, "lists")*3 {
 		t.Errorf("rerank: %d pairs reused, %d scored of %d lists: want reuse and fewer pairs than a full run", count(r, "pairs reused"), count(r, "pairs"), count(r, "lists"))

@@ -143,17 +143,20 @@ func readRejects(ctx context.Context, file string) (int64, []string, error) {
 	return int64(len(rejs)), reasons, nil
 }
 
-// counter returns the committed value of a stage's counter, and whether the run has it.
+// counter returns the committed value of a stage's counter, summed over the steps that
+// count it, and whether the run has it.
 func counter(res beam.PipelineResult, namespace, name string) (int64, bool) {
 	if res == nil {
 		return 0, false
 	}
+	var sum int64
+	found := false
 	for _, c := range res.Metrics().AllMetrics().Counters() {
 		if c.Key.Namespace == namespace && c.Key.Name == name {
-			return c.Result(), true
+			sum, found = sum+c.Result(), true
 		}
 	}
-	return 0, false
+	return sum, found
 }
 
 // Batches is the distribution of a stage's batch latencies, in milliseconds.
