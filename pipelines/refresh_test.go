@@ -3,7 +3,6 @@ package pipelines
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,12 +165,10 @@ func generateCatalog(t *testing.T, products int) (string, *synth.Summary) {
 // and a full run by design.
 func withoutRefresh(t *testing.T, data []byte) []byte {
 	t.Helper()
-	var doc map[string]any
-	if err := json.Unmarshal(data, &doc); err != nil {
+	out, err := metrics.WithoutWork(data)
+	if err != nil {
 		t.Fatal(err)
 	}
-	delete(doc, "work")
-	out, _ := json.Marshal(doc)
 	return out
 }
 

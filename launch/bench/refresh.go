@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stirpipe/stirpipe/models/metrics"
 	"github.com/stirpipe/stirpipe/models/synth"
 )
 
@@ -249,13 +250,10 @@ func differingFiles(a, b string) []string {
 }
 
 func withoutWork(data []byte) []byte {
-	var doc map[string]any
-	if json.Unmarshal(data, &doc) != nil {
-		return data
+	if out, err := metrics.WithoutWork(data); err == nil {
+		return out
 	}
-	delete(doc, "work")
-	out, _ := json.Marshal(doc)
-	return out
+	return data
 }
 
 func printRefresh(w io.Writer, r *refreshResult) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stirpipe/stirpipe/models/metrics"
 )
 
 // TestKilledRunResumes kills `stir run` at several points (while embedding, between
@@ -122,11 +123,9 @@ func sameRuns(t *testing.T, want, got string) {
 }
 
 func dropWork(t *testing.T, data []byte) []byte {
-	var doc map[string]any
-	if err := json.Unmarshal(data, &doc); err != nil {
+	out, err := metrics.WithoutWork(data)
+	if err != nil {
 		t.Fatal(err)
 	}
-	delete(doc, "work")
-	out, _ := json.Marshal(doc)
 	return out
 }

@@ -83,6 +83,17 @@ type Document struct {
 	Work map[string]map[string]int64 `json:"work,omitempty"`
 }
 
+// WithoutWork returns a metrics document's JSON without its work counts, which differ
+// between runs that reach the same results with more or less reuse: for comparing runs.
+func WithoutWork(data []byte) ([]byte, error) {
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("metrics document: %w", err)
+	}
+	delete(doc, "work")
+	return json.Marshal(doc)
+}
+
 // NewDocument returns the document of a single evaluation.
 func NewDocument(r Report, provenance map[string]string) Document {
 	return Document{Format: Format, KS: r.KS, Provenance: provenance, Report: &r}

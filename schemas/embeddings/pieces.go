@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/apache/arrow-go/v18/arrow"
-
 	"github.com/stirpipe/stirpipe/schemas/internal/pqfile"
 )
 
@@ -58,16 +56,6 @@ func ReadFile(ctx context.Context, uri string, check func(Provenance) error, fn 
 	if err := pqfile.CheckFields(uri, schema, schemaOf(format, prov.Dim, prov)); err != nil {
 		return fmt.Errorf("embeddings file %s: %w", uri, err)
 	}
-	return f.Each(ctx, func(rec arrow.RecordBatch) error {
-		cols, err := bindColumns(rec, uri)
-		if err != nil {
-			return err
-		}
-		for i := range int(rec.NumRows()) {
-			if err := fn(cols.record(i)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	_, err = eachRecord(ctx, f, fn)
+	return err
 }

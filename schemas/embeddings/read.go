@@ -98,9 +98,21 @@ func (r *Reader) eachInShard(ctx context.Context, s ShardInfo, fn func(Record) e
 	if _, err := r.checkShard(f, s); err != nil {
 		return fmt.Errorf("embeddings %s: %w", r.Dir(), err)
 	}
+	n, err := eachRecord(ctx, f, fn)
+	if err != nil {
+		return err
+	}
+	if n != s.Rows {
+		return fmt.Errorf("%s: read %d rows, manifest says %d", uri, n, s.Rows)
+	}
+	return nil
+}
+
+// eachRecord calls fn with every record of an open file and returns how many there were.
+func eachRecord(ctx context.Context, f *pqfile.File, fn func(Record) error) (int64, error) {
 	var n int64
-	err = f.Each(ctx, func(rec arrow.RecordBatch) error {
-		cols, err := bindColumns(rec, uri)
+	err := f.Each(ctx, func(rec arrow.RecordBatch) error {
+		cols, err := bindColumns(rec, f.URI)
 		if err != nil {
 			return err
 		}
@@ -112,13 +124,7 @@ func (r *Reader) eachInShard(ctx context.Context, s ShardInfo, fn func(Record) e
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if n != s.Rows {
-		return fmt.Errorf("%s: read %d rows, manifest says %d", uri, n, s.Rows)
-	}
-	return nil
+	return n, err
 }
 
 // columns are the typed columns of one record batch.
