@@ -139,15 +139,32 @@ func (l *Loader) FingerprintOf(ctx context.Context, row catalog.Row) (string, er
 			return fingerprintPrefix + hex.EncodeToString(sum), nil
 		}
 	}
-	data, err := l.read(ctx, row.Path)
+	r, err := l.open(ctx, row.Path)
 	if err != nil {
 		return "", err
 	}
-	return Fingerprint(data), nil
+	defer r.Close()
+	h := md5.New()
+	n, err := io.Copy(h, io.LimitReader(r, l.maxBytes()+1)) // streamed: nothing held but a buffer
+	if err != nil {
+		return "", &Error{StageRead, imageio.ReasonIO, fmt.Errorf("%s: %w", row.Path, err)}
+	}
+	if n > l.maxBytes() {
+		return "", &Error{StageRead, imageio.ReasonTooLarge, fmt.Errorf("%s: larger than the %d-byte limit", row.Path, l.maxBytes())}
+	}
+	return fingerprintPrefix + hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// read loads an image file from under the root, refusing files over the byte limit.
-func (l *Loader) read(ctx context.Context, rel string) ([]byte, error) {
+// maxBytes is the byte limit of an image file.
+func (l *Loader) maxBytes() int64 {
+	if l.limits.MaxBytes <= 0 {
+		return imageio.DefaultMaxBytes
+	}
+	return l.limits.MaxBytes
+}
+
+// open opens an image file from under the root.
+func (l *Loader) open(ctx context.Context, rel string) (io.ReadCloser, error) {
 	uri, err := catalog.Resolve(l.root, rel)
 	if err != nil {
 		return nil, &Error{StageRead, ReasonUnsafePath, err}
@@ -161,11 +178,21 @@ func (l *Loader) read(ctx context.Context, rel string) ([]byte, error) {
 	case err != nil:
 		return nil, &Error{StageRead, imageio.ReasonIO, err}
 	}
-	defer r.Close()
-	limit := l.limits.MaxBytes
-	if limit <= 0 {
-		limit = imageio.DefaultMaxBytes
+	return r, nil
+}
+
+// read loads an image file from under the root, refusing files over the byte limit.
+func (l *Loader) read(ctx context.Context, rel string) ([]byte, error) {
+	uri, err := catalog.Resolve(l.root, rel)
+	if err != nil {
+		return nil, &Error{StageRead, ReasonUnsafePath, err}
 	}
+	r, err := l.open(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	limit := l.maxBytes()
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, &Error{StageRead, imageio.ReasonIO, fmt.Errorf("%s: %w", uri, err)}
