@@ -179,6 +179,9 @@ func refreshLists(ctx context.Context, o NeighborsOptions, want lists.Provenance
 // same embeddings with the same options: the stage need not run.
 func (p *NeighborsPlan) Finished() bool { return p.finished }
 
+// Tidy removes the partial files that a run killed after writing the lists' manifest left.
+func (p *NeighborsPlan) Tidy(ctx context.Context) error { return lists.RemoveTmp(ctx, p.Config.Output) }
+
 // Neighbors builds the neighbours pipeline: embeddings → neighbour lists (and the rejects
 // of vectors that cannot be searched).
 func Neighbors(s beam.Scope, p *NeighborsPlan) {

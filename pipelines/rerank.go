@@ -180,6 +180,11 @@ func (p *RerankPlan) refreshFrom(ctx context.Context) error {
 // same lists with the same model and top_n: the stage need not run.
 func (p *RerankPlan) Finished() bool { return p.finished }
 
+// Tidy removes the pieces that a run killed after writing the lists' manifest left.
+func (p *RerankPlan) Tidy(ctx context.Context) error {
+	return lists.RemovePieces(ctx, blob.Join(p.Options.Output, RerankedDir))
+}
+
 // checkAhead checks the rerank stage of a whole job before its first stage runs, so that a
 // bad flag or pairwise model stops the job before hours of embedding: the flags, top_n
 // against the lists' k, and the pairwise model against its graph and against the embedder

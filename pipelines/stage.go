@@ -62,10 +62,16 @@ type Runner func(ctx context.Context, p *beam.Pipeline) (beam.PipelineResult, er
 // RunStage starts a stage (when it has a Start method, for what must happen to earlier
 // outputs before its own are withdrawn), withdraws its outputs, tells started what is
 // about to run, runs the stage's pipeline and returns its summary. A stage whose Finished
-// method says that its complete output is already there is only summarised.
+// method says that its complete output is already there is only tidied (what a run killed
+// after writing the output's manifest left beside it) and summarised.
 func RunStage(ctx context.Context, st Stage, run Runner, started func(Stage)) (*Summary, error) {
 	start := time.Now()
 	if f, ok := st.(interface{ Finished() bool }); ok && f.Finished() {
+		if t, ok := st.(interface{ Tidy(context.Context) error }); ok {
+			if err := t.Tidy(ctx); err != nil {
+				return nil, err
+			}
+		}
 		sum, err := st.Summarize(ctx, nil)
 		if sum != nil {
 			sum.Took = time.Since(start)

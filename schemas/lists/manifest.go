@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/stirpipe/stirpipe/schemas/blob"
 	"github.com/stirpipe/stirpipe/schemas/internal/pqfile"
 )
 
@@ -62,6 +63,22 @@ func PieceName(recs []Record) string {
 		ids[i] = recs[i].QueryID
 	}
 	return pqfile.PieceName(ids)
+}
+
+// RemovePieces removes a lists output's pieces (and, for a local output, their emptied
+// directory).
+func RemovePieces(ctx context.Context, dir string) error {
+	files, err := ListPieces(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if err := RemovePartials(ctx, files); err != nil {
+		return err
+	}
+	if !blob.IsGCS(dir) {
+		_ = blob.Remove(ctx, blob.Join(dir, PiecesDir)) // only when empty
+	}
+	return nil
 }
 
 // ListPieces returns the piece files under a lists output's pieces directory, sorted.
