@@ -121,7 +121,7 @@ func measureRefresh(ctx context.Context, c refreshConfig, log io.Writer) (*refre
 	}
 	res.Rows = rows
 	frac := func(f float64) int { return max(1, int(f*float64(rows)+0.5)) }
-	res.Changed = synth.Changes{Added: frac(c.Added), Replaced: frac(c.Replaced), Removed: frac(c.Removed), Seed: c.Seed}
+	res.Changed = synth.Changes{Added: frac(c.Added), Replaced: frac(c.Replaced), Removed: frac(c.Removed), Seed: c.Seed, Generator: o}
 	os.RemoveAll(after)
 	changed, err := synth.Change(before, after, res.Changed)
 	if err != nil {

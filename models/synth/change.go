@@ -20,8 +20,10 @@ import (
 // drawn by Seed, each for one kind of change only; the label, sequence and role changes
 // take validation rows, where retrieval sees them.
 type Changes struct {
-	// Added rows are new products' photos, drawn like Generate's.
-	Added int
+	// Added rows are new products' photos, drawn like Generate's with Generator's options
+	// (DefaultOptions when zero), so that they split like the catalog's own.
+	Added     int
+	Generator Options
 	// Removed rows leave the catalog.
 	Removed int
 	// Replaced rows keep their id and path, and get a different image (mirrored).
@@ -153,10 +155,12 @@ func queriesOf(rows []catalog.Row, idx []int) []int {
 // addProducts generates new products' photos under dst/added and returns their rows, with
 // labels after the catalog's and ids of their own.
 func addProducts(dst string, c Changes, rows []catalog.Row) ([]catalog.Row, error) {
-	o := DefaultOptions()
+	o := c.Generator
+	if o.Products == 0 {
+		o = DefaultOptions()
+	}
 	o.Products, o.ViewsMin, o.ViewsMax = max(1, (c.Added+3)/4), 4, 4
-	o.Seed, o.Workers = c.Seed+1, 2
-	o.ValidationFraction = 1
+	o.Seed, o.Workers, o.BadFiles = c.Seed+1, 2, 0
 	sum, err := Generate(filepath.Join(dst, "added"), o)
 	if err != nil {
 		return nil, err
