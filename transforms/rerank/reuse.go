@@ -78,10 +78,12 @@ func (fn *splitKnownFn) ProcessElement(ctx context.Context, q string, recs func(
 	done func(lists.Record), pending func(lists.Record), scores func(string, Scored)) error {
 	known := knownScores(earlier)
 	var rec lists.Record
+	waiting := false
 	for recs(&rec) {
 		j := newJob(rec, known, fn.Config.TopN)
 		if len(j.todo) > 0 || len(j.scores) == 0 {
 			pending(rec)
+			waiting = true
 			continue
 		}
 		out, err := apply(rec, j.scores, fn.Config.TopN)
@@ -94,7 +96,7 @@ func (fn *splitKnownFn) ProcessElement(ctx context.Context, q string, recs func(
 		queriesReused.Inc(ctx, 1)
 		fn.report.Add(1)
 	}
-	if len(known) > 0 {
+	if waiting && len(known) > 0 {
 		var sc Scored
 		for id, s := range known {
 			sc.IDs, sc.Scores = append(sc.IDs, id), append(sc.Scores, s)
