@@ -3,7 +3,9 @@
 //
 // The DoFn is a thin shell over models/: it collects a batch of rows, loads their images
 // (read, decode, preprocess) on every core, and runs the batch through the shared ONNX
-// Runtime session in one forward pass.
+// Runtime session in one forward pass. Finished embeddings are also committed as they go, in
+// piece files, so that a rerun of a killed run reuses them; Reuse decides, row by row, what
+// a refresh or a rerun can take from earlier embeddings instead of embedding again.
 package embed
 
 import (

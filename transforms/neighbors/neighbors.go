@@ -6,7 +6,8 @@
 // past it with the exact engine of models/knn, and writes one partial neighbour file per
 // tile (the shard's top-k and its count of relevant items). A tile's partials are then
 // merged into the tile's final file, ordered by (distance, neighbour id), and a manifest is
-// written last. Beam moves only small keys; the lists travel through storage.
+// written last. Beam moves only small keys; the lists travel through storage (a refresh's
+// reused lists, the exception, travel through Beam to their tile's merge).
 package neighbors
 
 import (
@@ -153,7 +154,8 @@ func (c Config) Validate() error {
 
 // Search builds the neighbours stage. It returns the rejects of vectors that cannot be
 // searched (non-finite, zero, or not unit length for a normalised model); their rows get no
-// list and are excluded from every gallery.
+// list and are excluded from every gallery. With cfg.Refresh on, the previous lists that
+// stay valid are merged with a search among the changed rows only (Refresh).
 func Search(s beam.Scope, cfg Config) beam.PCollection {
 	s = s.Scope("Neighbors")
 	if err := cfg.Validate(); err != nil {

@@ -6,6 +6,10 @@
 // decoded once per bundle (a bounded cache), not once per pair. A query whose head cannot
 // be scored (an item missing from the catalog, an image that vanished or broke since it was
 // embedded) keeps its original list, counted and recorded in the rejects.
+//
+// Pair scores of an earlier run (a refresh's previous run, or the pieces a killed run
+// committed) are reused where neither image changed: only the other pairs are scored, and
+// a list whose whole head was scored before skips the join with the catalog (Earlier).
 package rerank
 
 import (
@@ -114,9 +118,10 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Rerank rewrites every list's head with the pairwise model. rows is the catalog the lists
-// come from (catalogio.Read). It returns the reranked lists (one per input list) and the
-// rejects of the queries whose original list was kept.
+// Rerank rewrites every list's head with the pairwise model, reusing cfg.Earlier's pair
+// scores where it can. rows is the catalog the lists come from (catalogio.Read). It returns
+// the reranked lists (one per input list) and the rejects of the queries whose original
+// list was kept.
 func Rerank(s beam.Scope, lists, rows beam.PCollection, cfg Config) (beam.PCollection, beam.PCollection) {
 	s = s.Scope("Rerank")
 	if err := cfg.Validate(); err != nil {
