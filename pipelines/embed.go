@@ -215,7 +215,7 @@ func (p *EmbedPlan) findEarlier(ctx context.Context) error {
 	if own, err := reusableShards(ctx, dir, p.Provenance); err == nil {
 		p.own = own
 		for _, f := range own {
-			pieces = append(pieces, blob.Join(dir, embeddings.PiecesDir, "piece-earlier-"+path.Base(filepath.ToSlash(f))))
+			pieces = append(pieces, ownPiece(dir, f))
 		}
 	}
 	if len(pieces) > 0 {
@@ -262,6 +262,11 @@ func reusableShards(ctx context.Context, dir string, prov embeddings.Provenance)
 	return files, nil
 }
 
+// ownPiece is where Start moves shard f of the complete earlier output in dir.
+func ownPiece(dir, f string) string {
+	return blob.Join(dir, embeddings.PiecesDir, "piece-earlier-"+path.Base(filepath.ToSlash(f)))
+}
+
 // Start moves the shards of a complete earlier output in Output among its pieces, after
 // withdrawing its manifest, so that the stage reuses them and a crash while it rewrites
 // them loses nothing.
@@ -274,8 +279,7 @@ func (p *EmbedPlan) Start(ctx context.Context) error {
 		return err
 	}
 	for _, f := range p.own {
-		to := blob.Join(dir, embeddings.PiecesDir, "piece-earlier-"+path.Base(filepath.ToSlash(f)))
-		if err := blob.Rename(ctx, f, to); err != nil {
+		if err := blob.Rename(ctx, f, ownPiece(dir, f)); err != nil {
 			return fmt.Errorf("keep the earlier embeddings %s for reuse: %w", f, err)
 		}
 	}
